@@ -1,0 +1,51 @@
+"""core-train: a plugin framework for training vision and neuroscience models on Lightning.
+
+Plugin authors need only this module::
+
+    from core import hookimpl, Transform, DEVICE
+
+Importing it is cheap: torch and Lightning load only when a run needs them.
+"""
+
+import pluggy
+
+from core.errors import ConfigError, CoreError, DataError, PluginError
+from core.kinds import (
+    DEVICE,
+    PREPARE,
+    SPLITS,
+    Batch,
+    DataFormat,
+    DatasetMeta,
+    InOrder,
+    Model,
+    Sampler,
+    Split,
+    Step,
+    StorageBackend,
+    Transform,
+)
+
+hookimpl = pluggy.HookimplMarker("core")
+"""Marks a function in a plugin module as the implementation of a core hook."""
+
+__all__ = [
+    "DEVICE",
+    "PREPARE",
+    "SPLITS",
+    "Batch",
+    "ConfigError",
+    "CoreError",
+    "DataError",
+    "DataFormat",
+    "DatasetMeta",
+    "InOrder",
+    "Model",
+    "PluginError",
+    "Sampler",
+    "Split",
+    "Step",
+    "StorageBackend",
+    "Transform",
+    "hookimpl",
+]

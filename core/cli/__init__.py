@@ -1,0 +1,33 @@
+"""Shared plumbing of the console scripts: user errors become one message, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+
+
+def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Run a console script: a :class:`core.CoreError` prints ``error: ...`` and exits 2."""
+    from core.errors import CoreError
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        core_log = logging.getLogger("core")
+        core_log.addHandler(handler)
+        core_log.propagate = False
+        try:
+            return main(argv)
+        except CoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; continue the run with --resume", file=sys.stderr)
+            return 130
+        finally:
+            core_log.removeHandler(handler)
+
+    return wrapper

@@ -1,0 +1,134 @@
+"""The hooks a core-train plugin implements.
+
+Every hook is a *registration* hook: it takes no arguments and returns a mapping
+``{name: factory}``. A factory is a class or function whose keyword arguments are the
+component's options, with type hints and defaults: the registry validates the YAML options
+of a run against that signature before anything is built.
+
+A factory may also be given as a string ``"package.module:attribute"``; the registry imports
+it only when a run uses the component. Use this to keep the module named by your entry point
+light (``core-plugins`` then lists your plugin without importing torch, h5py, ffcv, ...).
+
+Plugins implement hooks with :data:`core.hookimpl`::
+
+    from core import hookimpl
+
+    @hookimpl
+    def core_transforms():
+        return {"invert": "my_plugin.transforms:Invert"}
+
+and publish the module under the entry-point group ``core.plugins``. See
+``docs/writing-plugins.md`` for a complete example.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("core")
+
+Factories = dict[str, Any]
+
+
+@hookspec
+def core_data_formats() -> Factories:
+    """Return the dataset formats this plugin provides, ``{name: factory}``.
+
+    A format opens a dataset on disk and describes it. The factory is called with the
+    options of ``data.format`` and returns a :class:`core.DataFormat`.
+
+    Called once when the registry loads, to learn the names; the factory itself is called
+    only when a run names the format (``--dry-run`` included: it reads metadata, no samples).
+
+    Example::
+
+        @hookimpl
+        def core_data_formats():
+            return {"digits": "plugins.digits.format:Digits"}
+
+    Used in a run as ``data: {format: {digits: {image_size: 32}}}``.
+    """
+
+
+@hookspec
+def core_storage_backends() -> Factories:
+    """Return the storage backends this plugin provides, ``{name: factory}``.
+
+    A storage backend decides how an in-RAM dataset is held (its dtype), which transforms
+    run once at preparation and which per batch on the device, and finishes each batch on
+    the device. The factory is called with the options of ``data.storage`` and returns a
+    :class:`core.StorageBackend`.
+
+    Called once when the registry loads; the factory is called when a run names the backend.
+
+    Example::
+
+        @hookimpl
+        def core_storage_backends():
+            return {"float32": "plugins.cast.storage:Float32Storage"}
+
+    Used in a run as ``data: {storage: float32}``.
+    """
+
+
+@hookspec
+def core_transforms() -> Factories:
+    """Return the transforms this plugin provides, ``{name: factory}``.
+
+    A transform is a named operation on a batch of samples that declares the stages it
+    supports: ``prepare`` (once, on the CPU, when the dataset is materialised) and/or
+    ``device`` (per batch, on the accelerator). The factory is called with the transform's
+    options and returns a :class:`core.Transform`.
+
+    Called once when the registry loads; each factory is called when a run lists it.
+
+    Example::
+
+        @hookimpl
+        def core_transforms():
+            return {"pixelnorm": "plugins.pixelnorm.transform:PixelNorm"}
+
+    Used in a run as ``data: {transforms: [pixelnorm, {invert: {}}]}``.
+    """
+
+
+@hookspec
+def core_samplers() -> Factories:
+    """Return the samplers this plugin provides, ``{name: factory}``.
+
+    A sampler picks the order of sample indices for one epoch and one rank. The factory is
+    called with the options of ``data.sampler`` and returns a :class:`core.Sampler`.
+
+    Called once when the registry loads; the factory is called when a run names the sampler.
+
+    Example::
+
+        @hookimpl
+        def core_samplers():
+            return {"random": "plugins.samplers.order:RandomSampler"}
+
+    Used in a run as ``data: {sampler: random}``.
+    """
+
+
+@hookspec
+def core_models() -> Factories:
+    """Return the models this plugin provides, ``{name: factory}``.
+
+    A model is a ``torch.nn.Module`` built from the dataset's metadata. The factory is
+    called as ``factory(meta, **options)`` where ``meta`` is the :class:`core.DatasetMeta`
+    of the run's data (input shape, heads); its forward takes the batch dict and returns
+    ``{head: logits}``. See :class:`core.Model`.
+
+    Called once when the registry loads; the factory is called when a run names the model.
+
+    Example::
+
+        @hookimpl
+        def core_models():
+            return {"simple_cnn": "plugins.simple_cnn.model:SimpleCNN"}
+
+    Used in a run as ``model: {simple_cnn: {conv1: 16}}``.
+    """

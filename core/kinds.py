@@ -1,0 +1,173 @@
+"""The contract of each component kind: one small base class (or protocol) per kind.
+
+A plugin's factory returns an object meeting one of these contracts. The base classes hold
+no state of the core and import nothing heavy, so a plugin module can subclass them freely.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+Batch = dict[str, Any]
+"""A batch: a dict of tensors; ``stim`` (B, C, H, W), one integer label per head, masks."""
+
+SPLITS = ("train", "val", "test")
+PREPARE, DEVICE = "prepare", "device"
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """What a format knows about a dataset without reading its samples.
+
+    ``stim_shape`` is the shape of one stored sample's ``stim`` (e.g. ``(3, 32, 32)``),
+    ``heads`` maps each label head to its number of classes, ``split_sizes`` gives the
+    number of samples per split.
+    """
+
+    name: str
+    stim_shape: tuple[int, ...]
+    heads: dict[str, int]
+    split_sizes: dict[str, int]
+    stim_dtype: str = "uint8"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Split:
+    """One split of a map-style dataset held as arrays: ``stim`` plus one array per head.
+
+    All arrays share their first axis (the sample index).
+    """
+
+    fields: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.fields.values())))
+
+
+class DataFormat(ABC):
+    """Kind ``format``: opens a dataset on disk.
+
+    ``meta()`` must be cheap (headers only: it runs during ``--dry-run``); ``open(split)``
+    reads one split's samples.
+    """
+
+    @abstractmethod
+    def meta(self) -> DatasetMeta: ...
+
+    @abstractmethod
+    def open(self, split: str) -> Split: ...
+
+
+class Transform(ABC):
+    """Kind ``transform``: a named operation on a batch dict.
+
+    ``stages`` names where it can run: ``prepare`` (once on the CPU at materialisation, on
+    float32 chunks) and/or ``device`` (per batch on the accelerator). ``__call__`` returns
+    the transformed batch; it must not modify its input in place.
+    """
+
+    stages: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def __call__(self, batch: Batch) -> Batch: ...
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one sample's ``stim`` after this transform (default: unchanged)."""
+        return shape
+
+
+@dataclass(frozen=True)
+class Step:
+    """A transform as listed in a run: its YAML path, its name and the built object."""
+
+    path: str
+    name: str
+    transform: Transform
+
+
+class StorageBackend(ABC):
+    """Kind ``storage``: how an in-RAM dataset is held and finished on the device.
+
+    ``plan`` splits the run's transforms into the prepare stage (run once by
+    ``materialise``) and the device stage (run per batch after ``finish``). The default
+    plan runs every transform up to the first device-only one at preparation.
+    """
+
+    dtype_name: ClassVar[str] = ""
+
+    def plan(self, steps: list[Step], dataset: str) -> tuple[list[Step], list[Step]]:
+        prepare: list[Step] = []
+        device: list[Step] = []
+        for step in steps:
+            stages = step.transform.stages
+            if not device and PREPARE in stages:
+                prepare.append(step)
+            elif DEVICE in stages:
+                device.append(step)
+            else:
+                first = device[0]
+                raise ConfigError(
+                    step.path,
+                    f"transform '{step.name}' of dataset '{dataset}' runs only at preparation, "
+                    f"but it is listed after '{first.name}' ({first.path}), which runs only on "
+                    "the device",
+                    fix=f"list '{step.name}' before '{first.name}'",
+                )
+        return prepare, device
+
+    @abstractmethod
+    def materialise(self, split: Split, prepare: list[Step]) -> dict[str, torch.Tensor]:
+        """Hold ``split`` in RAM as tensors, applying the prepare-stage transforms."""
+
+    @abstractmethod
+    def finish(self, batch: Batch) -> Batch:
+        """Turn a stored batch, already on the device, into the model's input dtype."""
+
+
+class Sampler(ABC):
+    """Kind ``sampler``: the order of sample indices for one epoch on one rank.
+
+    Every rank must get disjoint indices and the same number of them: :meth:`shard` does
+    that for an order of the whole dataset.
+    """
+
+    @abstractmethod
+    def indices(self, n: int, *, epoch: int, seed: int, rank: int, world_size: int) -> np.ndarray: ...
+
+    @staticmethod
+    def shard(order: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+        """This rank's share of ``order``: strided, padded by wrapping so every rank gets as many."""
+        import numpy as np
+
+        if world_size > 1:
+            pad = -len(order) % world_size
+            order = np.concatenate([order, order[:pad]]) if pad else order
+        return order[rank::world_size]
+
+
+class InOrder(Sampler):
+    """Every index once, in order (evaluation uses it)."""
+
+    def indices(self, n: int, *, epoch: int, seed: int, rank: int, world_size: int) -> np.ndarray:
+        import numpy as np
+
+        return self.shard(np.arange(n), rank, world_size)
+
+
+class Model(Protocol):
+    """Kind ``model``: a ``torch.nn.Module`` built as ``factory(meta, **options)``.
+
+    ``forward(batch)`` takes the batch dict (``stim`` and friends) and returns
+    ``{head: logits}`` with one entry per head of ``meta.heads``.
+    """
+
+    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]: ...

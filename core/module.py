@@ -1,0 +1,72 @@
+"""The generic LightningModule for multi-head classification.
+
+Heads come from the format's metadata; the loss is the ``loss_weights``-weighted sum of
+one cross-entropy per head (labels equal to ``IGNORE_INDEX`` do not count). Metrics:
+``<stage>/loss`` and ``<stage>/<head>_acc`` for ``train``, ``val`` and ``test``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning
+import torch
+import torch.nn.functional as F
+
+from core.config import OptimSection
+from core.kinds import Batch
+
+IGNORE_INDEX = -1
+
+
+class MultiHeadClassifier(lightning.LightningModule):
+    def __init__(self, model: torch.nn.Module, heads: dict[str, int], loss_weights: dict[str, float], optim: OptimSection) -> None:
+        super().__init__()
+        self.model = model
+        self.heads = dict(heads)
+        self.loss_weights = dict(loss_weights)
+        self.optim = optim
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.model(batch)
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        logits = self(batch)
+        size = len(batch["stim"])
+        total = torch.zeros((), device=self.device)
+        for head, weight in self.loss_weights.items():
+            target = batch[head]
+            loss = F.cross_entropy(logits[head].float(), target, ignore_index=IGNORE_INDEX)
+            total = total + weight * loss
+            valid = target != IGNORE_INDEX
+            correct = (logits[head].argmax(-1) == target) & valid
+            acc = correct.sum() / valid.sum().clamp(min=1)
+            self.log(f"{stage}/{head}_acc", acc, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
+        self.log(f"{stage}/loss", total, on_step=stage == "train", on_epoch=True, batch_size=size,
+                 prog_bar=stage == "train", sync_dist=stage != "train")
+        return total
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        o = self.optim
+        params = self.parameters()
+        if o.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+            optimizer = cls(params, lr=o.lr, weight_decay=o.weight_decay)
+        if o.scheduler == "none":
+            return optimizer
+        if o.scheduler == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs or 1))
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,239 @@
+"""Discovers plugins through entry points and resolves component names.
+
+The registry loads every entry point of the group ``core.plugins`` (unless a run disables
+it), registers the module with pluggy, validates it at once (a misspelt hook or a hook
+without ``@hookimpl`` is an error, not silence) and asks each registration hook for its
+``{name: factory}`` mapping. Factories given as ``"module:attr"`` strings are imported only
+when a run uses them, so listing plugins never imports torch or a heavy optional package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import types
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import importlib_metadata
+import pluggy
+
+from core import hookspecs
+from core.errors import ConfigError, PluginError, choices_text, did_you_mean
+
+GROUP = "core.plugins"
+AUTOLOAD_ENV = "CORE_DISABLE_PLUGIN_AUTOLOAD"
+KINDS: dict[str, str] = {
+    "format": "core_data_formats",
+    "storage": "core_storage_backends",
+    "transform": "core_transforms",
+    "sampler": "core_samplers",
+    "model": "core_models",
+}
+HOOK_NAMES = tuple(KINDS.values())
+
+
+log = logging.getLogger("core")
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as the registry saw it: where it comes from and what became of it."""
+
+    name: str
+    dist: str
+    version: str
+    module: str
+    status: str = "loaded"  # loaded | failed | disabled | not selected
+    error: str | None = None
+    import_seconds: float = 0.0
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return f"plugin '{self.name}' ({self.dist} {self.version})"
+
+
+@dataclass
+class Component:
+    """A named factory of one kind, and the plugin that provides it."""
+
+    kind: str
+    name: str
+    factory: Any
+    plugin: PluginInfo
+
+    def resolve(self) -> Any:
+        """The factory itself, importing it first if the plugin gave a ``module:attr`` string."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
+        try:
+            self.factory = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # a plugin's own bug: report it, naming the plugin
+            raise PluginError(
+                f"{self.kind} '{self.name}' of {self.plugin.origin} failed to load from "
+                f"'{self.factory}': {type(exc).__name__}: {exc}"
+            ) from exc
+        return self.factory
+
+
+class Registry:
+    """The components every loaded plugin provides, by kind and name."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager("core")
+        self.manager.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        disable: Iterable[str] = (),
+        only: Iterable[str] | None = None,
+        require: Mapping[str, str] | None = None,
+    ) -> Registry:
+        """Load the installed plugins, honouring a run's ``plugins`` section.
+
+        With ``CORE_DISABLE_PLUGIN_AUTOLOAD=1`` only the plugins named in ``only`` load.
+        """
+        registry = cls()
+        entry_points = {ep.name: ep for ep in importlib_metadata.entry_points(group=GROUP)}
+        disable, only = set(disable), (set(only) if only else None)
+        if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0") and only is None:
+            only = set()
+        for key, names in (("disable", disable), ("only", only or set())):
+            for name in sorted(names - entry_points.keys()):
+                raise ConfigError(
+                    f"plugins.{key}",
+                    f"no installed plugin is named '{name}'{did_you_mean(name, entry_points)}",
+                    fix=f"installed plugins: {choices_text(entry_points)} (see core-plugins)",
+                )
+        for name, ep in sorted(entry_points.items()):
+            info = PluginInfo(name, *_dist_of(ep), module=ep.value)
+            if name in disable:
+                info.status = "disabled"
+            elif only is not None and name not in only:
+                info.status = "not selected"
+            else:
+                registry._import(ep, info)
+            registry.plugins[name] = info
+        if require:
+            registry.check_requirements(require)
+        return registry
+
+    def _import(self, ep: Any, info: PluginInfo) -> None:
+        start = time.perf_counter()
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            info.status = "failed"
+            info.error = f"{type(exc).__name__}: {exc}"
+            log.warning("%s failed to import: %s", info.origin, info.error)
+            return
+        finally:
+            info.import_seconds = time.perf_counter() - start
+        self.add(module, info)
+
+    def add(self, module: Any, info: PluginInfo | None = None) -> PluginInfo:
+        """Register one plugin object (usually a module) and collect its components.
+
+        Tests and notebooks use this to add a plugin without installing it.
+        """
+        info = info or PluginInfo(getattr(module, "__name__", repr(module)), "(not installed)", "-", module=repr(module))
+        _check_unmarked_hooks(module, info)
+        try:
+            self.manager.register(module, name=info.name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"{info.origin} is invalid: {exc}") from exc
+        for caller in self.manager.get_hookcallers(module) or []:
+            if caller.spec is None:
+                self.manager.unregister(module)
+                raise PluginError(
+                    f"{info.origin} implements '{caller.name}', which is not a core hook"
+                    f"{did_you_mean(caller.name, HOOK_NAMES)}",
+                )
+        for kind, hook_name in KINDS.items():
+            for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is module:
+                    self._collect(kind, impl.function(), info)
+        self.plugins[info.name] = info
+        return info
+
+    def _collect(self, kind: str, provided: Any, info: PluginInfo) -> None:
+        hook_name = KINDS[kind]
+        if not isinstance(provided, Mapping) or not all(isinstance(k, str) for k in provided):
+            raise PluginError(f"{info.origin}: {hook_name}() must return {{name: factory}}, got {provided!r}")
+        for name, factory in provided.items():
+            if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+                raise PluginError(
+                    f"{info.origin}: {kind} '{name}' has factory {factory!r}; "
+                    "give a class, a function or a 'module:attribute' string"
+                )
+            if name in self.components[kind]:
+                other = self.components[kind][name].plugin
+                raise PluginError(
+                    f"two plugins provide the {kind} '{name}': {other.origin} and {info.origin}\n"
+                    f"  fix: disable one of them in the run, e.g. plugins: {{disable: [{info.name}]}}"
+                )
+            self.components[kind][name] = Component(kind, name, factory, info)
+            info.components.setdefault(kind, []).append(name)
+
+    def check_requirements(self, require: Mapping[str, str]) -> None:
+        """Check ``plugins.require`` version specifiers against installed distributions."""
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        for dist, spec in require.items():
+            path = f"plugins.require.{dist}"
+            try:
+                wanted = SpecifierSet(str(spec))
+            except InvalidSpecifier:
+                raise ConfigError(path, f"'{spec}' is not a version specifier", fix="write e.g. '>=1.0'") from None
+            try:
+                installed = importlib_metadata.version(dist)
+            except importlib_metadata.PackageNotFoundError:
+                raise ConfigError(path, f"distribution '{dist}' is not installed", fix=f"pip install '{dist}{spec}'") from None
+            if not wanted.contains(installed, prereleases=True):
+                raise ConfigError(
+                    path, f"'{dist}' {installed} is installed, the run requires '{spec}'", fix=f"pip install '{dist}{spec}'"
+                )
+
+    # --------------------------------------------------------------- resolving
+    def get(self, kind: str, name: str, path: str) -> Component:
+        """The component ``name`` of ``kind``, or a ConfigError that tells the user why not."""
+        found = self.components[kind].get(name)
+        if found is not None:
+            return found
+        names = self.components[kind]
+        lines = [f"no {kind} named '{name}'{did_you_mean(name, names)}", f"available {kind}s: {choices_text(names)}"]
+        for info in self.plugins.values():
+            if info.status == "failed":
+                lines.append(f"{info.origin} failed to import, it may provide '{name}': {info.error}")
+            elif info.status in ("disabled", "not selected"):
+                how = "disabled by plugins.disable" if info.status == "disabled" else "not in plugins.only"
+                lines.append(f"{info.origin} is {how}; it may provide '{name}'")
+        raise ConfigError(path, "\n  ".join(lines), fix="check the spelling, or install/enable the plugin that provides it")
+
+    def failed(self) -> list[PluginInfo]:
+        return [info for info in self.plugins.values() if info.status == "failed"]
+
+
+def _dist_of(ep: Any) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "(unknown)", "-"
+    return dist.metadata["Name"], dist.version
+
+
+def _check_unmarked_hooks(module: Any, info: PluginInfo) -> None:
+    """A function named like a hook but without ``@hookimpl`` would be silently ignored."""
+    marker = "core_impl"
+    for attr in dir(module):
+        value = getattr(module, attr, None)
+        if attr.startswith("core_") and isinstance(value, types.FunctionType) and not hasattr(value, marker):
+            raise PluginError(f"{info.origin} defines {attr}() without @hookimpl; decorate it with core.hookimpl")

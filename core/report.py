@@ -1,0 +1,35 @@
+"""What the CLIs print: the dry-run table and the final test results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from core.resolve import ResolvedRun
+
+
+def print_dry_run(resolved: ResolvedRun, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"run '{resolved.config.name}': components")
+    for column in ("kind", "name", "yaml", "plugin", "distribution", "version"):
+        table.add_column(column)
+    for used in resolved.used:
+        table.add_row(*used.row().values())
+    console.print(table)
+    meta = resolved.meta
+    stages = ", ".join(f"{s.name} ({'prepare' if s in resolved.prepare else 'device'})" for s in resolved.prepare + resolved.device)
+    console.print(f"dataset '{meta.name}': stim {meta.stim_dtype} {meta.stim_shape}, "
+                  f"splits {meta.split_sizes}, heads {meta.heads}")
+    console.print(f"transforms: {stages or '(none)'}; storage: {resolved.storage.dtype_name}")
+    n_params = sum(p.numel() for p in resolved.model.parameters())
+    console.print(f"model: {n_params:,} parameters; loss weights {resolved.loss_weights}")
+    console.print("dry run: every component resolved and validated; no data loaded")
+
+
+def print_test_results(results: dict[str, float], run_dir: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    for key, value in sorted(results.items()):
+        console.print(f"{key} = {value:.4f}")
+    console.print(f"run directory: {run_dir}")

@@ -1,0 +1,78 @@
+"""The 1,797 handwritten digits (8x8, 17 grey levels) that scikit-learn ships on disk.
+
+Real data with no download: the quickstart and the end-to-end tests train on it. Pixels are
+scaled from 0..16 to 0..255 uint8; ``image_size`` upsamples (bilinear) and ``channels``
+repeats the grey plane, so ``{image_size: 32, channels: 3}`` gives CIFAR-shaped samples.
+The train/val/test split is a fixed permutation of ``split_seed``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from core import DataFormat, DatasetMeta, Split
+
+N_SAMPLES = 1797
+HEAD_CLASSES = {"digit": 10, "parity": 2}
+
+
+class Digits(DataFormat):
+    def __init__(
+        self,
+        image_size: int = 8,
+        channels: Literal[1, 3] = 1,
+        heads: list[Literal["digit", "parity"]] = ["digit"],  # noqa: B006 (validated, never mutated)
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+    ) -> None:
+        if image_size < 8:
+            raise ValueError(f"image_size {image_size} is below the native 8 pixels")
+        if not heads:
+            raise ValueError("heads is empty; name at least one of 'digit', 'parity'")
+        if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+            raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be > 0 and sum below 1")
+        self.image_size, self.channels, self.heads = image_size, channels, list(dict.fromkeys(heads))
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+
+    def _bounds(self) -> dict[str, tuple[int, int]]:
+        n_test = round(N_SAMPLES * self.test_fraction)
+        n_val = round(N_SAMPLES * self.val_fraction)
+        n_train = N_SAMPLES - n_val - n_test
+        return {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, N_SAMPLES)}
+
+    def meta(self) -> DatasetMeta:
+        return DatasetMeta(
+            name="digits",
+            stim_shape=(self.channels, self.image_size, self.image_size),
+            heads={head: HEAD_CLASSES[head] for head in self.heads},
+            split_sizes={split: stop - start for split, (start, stop) in self._bounds().items()},
+        )
+
+    def open(self, split: str) -> Split:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images, target = bunch.images, bunch.target.astype(np.int64)
+        assert len(images) == N_SAMPLES, f"scikit-learn's digits changed size: {len(images)}"
+        order = np.random.default_rng(self.split_seed).permutation(N_SAMPLES)
+        start, stop = self._bounds()[split]
+        index = order[start:stop]
+        stim = _to_uint8(images[index], self.image_size, self.channels)
+        labels = {"digit": target[index], "parity": target[index] % 2}
+        return Split({"stim": stim, **{head: labels[head] for head in self.heads}})
+
+
+def _to_uint8(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """(N, 8, 8) grey levels 0..16 -> (N, channels, size, size) uint8 0..255."""
+    pixels = images.astype(np.float32) * (255.0 / 16.0)
+    if size != images.shape[-1]:
+        import torch
+
+        pixels = torch.nn.functional.interpolate(
+            torch.from_numpy(pixels)[:, None], size=(size, size), mode="bilinear", align_corners=False
+        )[:, 0].numpy()
+    pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(pixels[:, None], channels, axis=1))

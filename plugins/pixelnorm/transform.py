@@ -1,0 +1,22 @@
+"""Pixel normalisation ``(x - mean) / scale``; the seed's values are mean 127, scale 255."""
+
+from __future__ import annotations
+
+import torch
+
+from core import DEVICE, PREPARE, Batch, Transform
+
+
+class PixelNorm(Transform):
+    stages = frozenset({PREPARE, DEVICE})
+
+    def __init__(self, mean: float = 127.0, scale: float = 255.0) -> None:
+        if scale == 0:
+            raise ValueError("scale must not be 0")
+        self.mean, self.scale = mean, scale
+
+    def __call__(self, batch: Batch) -> Batch:
+        stim = batch["stim"]
+        if not torch.is_floating_point(stim):
+            stim = stim.float()
+        return {**batch, "stim": (stim - self.mean) / self.scale}
