@@ -1,0 +1,72 @@
+"""Shared fixtures: fake installed plugin distributions, and the CLIs run in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def make_plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Install a one-module plugin distribution into a folder on sys.path (and PYTHONPATH).
+
+    ``make_plugin_dist("broken", "raise ImportError('no numba')")`` makes a distribution
+    ``broken`` 0.1 whose module ``broken_plugin`` is the entry point ``broken``.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+
+    def make(name: str, source: str, version: str = "0.1") -> Path:
+        module = f"{name}_plugin"
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[core.plugins]\n{name} = {module}\n")
+        return site
+
+    return make
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a run YAML (output_dir inside tmp_path) and return its path."""
+
+    def write(text: str, name: str = "run.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).replace("OUTPUT_DIR", str(tmp_path / "runs")))
+        return path
+
+    return write
+
+
+SMALL_RUN = """
+    name: small
+    output_dir: OUTPUT_DIR
+    seed: 3
+    data:
+      format: {digits: {image_size: 8}}
+      transforms: [pixelnorm]
+      batch_size: 128
+    model: {simple_cnn: {conv1: 8, conv2: 8, fc_hidden: 16}}
+    trainer: {max_epochs: 2, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false}
+"""
+
+
+def run_cli(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run an installed console script as a user would; output captured as text."""
+    return subprocess.run(
+        [str(BIN / script), *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **(env or {})}, timeout=timeout,
+    )
