@@ -64,10 +64,10 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool) -> dict[str
     """Train with Lightning, then test the best checkpoint; return the test metrics."""
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from core.curves import plot_curves
     from core.data import CoreDataModule
+    from core.metrics_log import RunLogger, truncate_after
     from core.module import MultiHeadClassifier
 
     config = resolved.config
@@ -80,21 +80,27 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool) -> dict[str
     )
     module = MultiHeadClassifier(resolved.model, resolved.meta.heads, resolved.loss_weights, config.optim)
     first_head = next(iter(resolved.meta.heads))
-    checkpoints = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{first_head}_acc", mode="max",
-        save_top_k=1, save_last=True, enable_version_counter=False,
+        save_top_k=1, enable_version_counter=False,
     )
+    # rewritten at the end of every epoch: what --resume continues from
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
-        logger=CSVLogger(run_dir, name="", version=""),
-        callbacks=[checkpoints],
+        logger=RunLogger(run_dir),
+        callbacks=[best, last],
         use_distributed_sampler=False,
         **config.trainer,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
-    best = checkpoints.best_model_path or None
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    last_ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if resume:
+        import torch
+
+        # last.ckpt is written at the end of epoch `epoch`; rows of later epochs are redone
+        truncate_after(run_dir, torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None)
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False)
     if trainer.is_global_zero:
         plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
