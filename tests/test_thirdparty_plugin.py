@@ -1,0 +1,43 @@
+"""The example third-party package, installed for real, is found, used and disabled by name."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, SMALL_RUN, run_cli
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """pip-install examples/thirdparty-plugin into a folder put on PYTHONPATH (the venv stays clean)."""
+    target = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(ROOT / "examples" / "thirdparty-plugin")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return {"PYTHONPATH": str(target)}
+
+
+def test_core_plugins_lists_it(installed):
+    result = run_cli("core-plugins", env={**installed, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "core-thirdparty-example" in line)
+    assert "invert" in row and "0.1.0" in row and "loaded" in row and "transform: invert" in row
+
+
+def test_a_run_names_its_transform_and_disable_makes_it_fail_clearly(installed, write_config):
+    path = write_config(SMALL_RUN.replace("transforms: [pixelnorm]", "transforms: [pixelnorm, {invert: {gain: 2.0}}]"))
+    result = run_cli("core-train", "--config", path, env=installed)
+    assert result.returncode == 0, result.stderr
+    assert "test/digit_acc" in result.stdout
+    used = (path.parent / "runs" / "small" / "plugins.json").read_text()
+    assert '"distribution": "core-thirdparty-example"' in used
+
+    disabled = run_cli("core-train", "--config", path, "--dry-run", "--set", "plugins.disable=[invert]", env=installed)
+    assert disabled.returncode == 2
+    assert "config error at data.transforms.1: no transform named 'invert'" in disabled.stderr
+    assert "plugin 'invert' (core-thirdparty-example 0.1.0) is disabled by plugins.disable" in disabled.stderr
+    assert "Traceback" not in disabled.stderr
