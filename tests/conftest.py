@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def make_plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+def make_plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
     """Install a one-module plugin distribution into a folder on sys.path (and PYTHONPATH).
 
     ``make_plugin_dist("broken", "raise ImportError('no numba')")`` makes a distribution
@@ -29,6 +29,7 @@ def make_plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callabl
 
     def make(name: str, source: str, version: str = "0.1") -> Path:
         module = f"{name}_plugin"
+        monkeypatch.delitem(sys.modules, module, raising=False)  # forgotten again at teardown
         (site / f"{module}.py").write_text(textwrap.dedent(source))
         info = site / f"{name}-{version}.dist-info"
         info.mkdir()
@@ -36,7 +37,9 @@ def make_plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callabl
         (info / "entry_points.txt").write_text(f"[core.plugins]\n{name} = {module}\n")
         return site
 
-    return make
+    yield make
+    for path in site.glob("*_plugin.py"):
+        sys.modules.pop(path.stem, None)
 
 
 @pytest.fixture
