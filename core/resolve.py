@@ -8,7 +8,7 @@ and ``trainer`` keys, and build the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.config import RunConfig, component
@@ -50,45 +50,59 @@ class ResolvedRun:
     used: list[Used] = field(default_factory=list)
 
 
-def build(registry: Registry, kind: str, spec: Any, path: str, used: list[Used], *context: Any) -> Any:
-    """Resolve, validate and call one component factory; ``context`` goes first (models: meta)."""
+@dataclass
+class Checked:
+    """A component whose name is resolved and whose options passed validation; not built yet."""
+
+    used: Used
+    factory: Any
+    options: dict[str, Any]
+    options_path: str
+
+    def build(self, *context: Any) -> Any:
+        """Call the factory; ``context`` goes first (models: meta). A factory's ValueError
+        (an option combination its type hints cannot express) becomes a config error."""
+        try:
+            return self.factory(*context, **self.options)
+        except ValueError as exc:
+            raise ConfigError(self.options_path, f"{self.used.kind} '{self.used.name}': {exc}") from None
+
+
+def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
+    """Resolve a component's name and validate its options against the factory's signature."""
     name, options = component(spec, path)
     found = registry.get(kind, name, path)
     factory = found.resolve()
-    skip = ("meta",) if kind == "model" else ()
     options_path = f"{path}.{name}" if isinstance(spec, dict) else path
+    skip = ("meta",) if kind == "model" else ()
     checked = validate_options(factory, options, options_path, f"{kind} '{name}'", skip=skip)
-    used.append(Used(kind, name, path, found))
-    try:
-        return factory(*context, **checked)
-    except (ConfigError, ValueError) as exc:
-        # factories raise ValueError for option combinations their types cannot express
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(options_path, f"{kind} '{name}': {exc}") from None
+    return Checked(Used(kind, name, path, found), factory, checked, options_path)
 
 
 def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
-    """Build every component of ``config``; load no samples."""
-    used: list[Used] = []
+    """Check every component of ``config``, then build them; load no samples."""
     data = config.data
-    fmt = build(registry, "format", data.format, "data.format", used)
-    meta = fmt.meta()
-    storage = build(registry, "storage", data.storage, "data.storage", used)
-    steps = [
-        Step(f"data.transforms.{i}", component(spec, f"data.transforms.{i}")[0],
-             build(registry, "transform", spec, f"data.transforms.{i}", used))
-        for i, spec in enumerate(data.transforms)
+    checked = [
+        check(registry, "format", data.format, "data.format"),
+        check(registry, "storage", data.storage, "data.storage"),
+        check(registry, "sampler", data.sampler, "data.sampler"),
+        check(registry, "model", config.model, "model"),
+        *(check(registry, "transform", spec, f"data.transforms.{i}") for i, spec in enumerate(data.transforms)),
     ]
+    check_trainer(config.trainer)
+    fmt_c, storage_c, sampler_c, model_c, *transform_c = checked
+    fmt = fmt_c.build()
+    meta = fmt.meta()
+    loss_weights = _loss_weights(config.loss_weights, meta.heads)
+    storage = storage_c.build()
+    steps = [Step(c.used.path, c.used.name, c.build()) for c in transform_c]
     prepare, device = storage.plan(steps, meta.name)
-    sampler = build(registry, "sampler", data.sampler, "data.sampler", used)
+    sampler = sampler_c.build()
     shape = meta.stim_shape
     for step in prepare + device:
         shape = step.transform.output_shape(shape)
-    model_meta = DatasetMeta(meta.name, tuple(shape), meta.heads, meta.split_sizes, meta.stim_dtype, meta.extra)
-    model = build(registry, "model", config.model, "model", used, model_meta)
-    loss_weights = _loss_weights(config.loss_weights, meta.heads)
-    check_trainer(config.trainer)
+    model = model_c.build(replace(meta, stim_shape=tuple(shape)))
+    used = [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used, model_c.used]
     return ResolvedRun(config, registry, fmt, meta, storage, prepare, device, sampler, model, loss_weights, used)
 
 

@@ -20,12 +20,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.config import apply_override
     from core.registry import Registry
-    from core.resolve import build
+    from core.resolve import check
 
     options: dict = {}
     for assignment in args.option:
         apply_override(options, assignment)
-    fmt = build(Registry.load(), "format", {args.format: options}, "format", [])
+    fmt = check(Registry.load(), "format", {args.format: options}, "format").build()
     meta = fmt.meta()
     json.dump(
         {"name": meta.name, "stim_shape": list(meta.stim_shape), "stim_dtype": meta.stim_dtype,

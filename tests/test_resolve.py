@@ -1,0 +1,54 @@
+import pytest
+
+from core import ConfigError, DataFormat, DatasetMeta, hookimpl
+from core.config import parse_config
+from core.registry import Registry
+from core.resolve import resolve
+
+EVENTS: list[str] = []
+
+
+class SpyFormat(DataFormat):
+    def __init__(self, size: int = 8) -> None:
+        EVENTS.append("format built")
+
+    def meta(self) -> DatasetMeta:
+        return DatasetMeta("spy", (1, 8, 8), {"digit": 10}, {"train": 4, "val": 2, "test": 2})
+
+    def open(self, split):
+        EVENTS.append(f"opened {split}")
+        raise AssertionError("resolve must not load data")
+
+
+class SpyPlugin:
+    @hookimpl
+    def core_data_formats(self):
+        return {"spy": SpyFormat}
+
+
+@pytest.fixture
+def registry():
+    EVENTS.clear()
+    registry = Registry.load()
+    registry.add(SpyPlugin())
+    return registry
+
+
+def config(**model):
+    return parse_config({"name": "r", "data": {"format": "spy", "transforms": ["pixelnorm"]},
+                         "model": {"simple_cnn": model}})
+
+
+def test_every_option_is_checked_before_anything_is_built(registry):
+    with pytest.raises(ConfigError, match="model.simple_cnn.fc_hiden"):
+        resolve(config(fc_hiden=3), registry)
+    assert EVENTS == []
+
+
+def test_resolve_builds_without_loading_data(registry):
+    resolved = resolve(config(conv1=4), registry)
+    assert EVENTS == ["format built"]
+    assert [u.name for u in resolved.used] == ["spy", "float32", "pixelnorm", "random", "simple_cnn"]
+    assert [s.name for s in resolved.prepare] == ["pixelnorm"] and resolved.device == []
+    assert resolved.loss_weights == {"digit": 1.0}
+    assert resolved.used[0].row()["distribution"] == "(not installed)"
