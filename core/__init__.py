@@ -11,6 +11,7 @@ import pluggy
 
 from core.errors import ConfigError, CoreError, DataError, PluginError
 from core.kinds import (
+    Layout,
     DEVICE,
     PREPARE,
     SPLITS,
@@ -40,6 +41,7 @@ __all__ = [
     "DataFormat",
     "DatasetMeta",
     "InOrder",
+    "Layout",
     "Model",
     "PluginError",
     "Sampler",

@@ -30,11 +30,13 @@ class PluginsSection(_Section):
 
 class DataSection(_Section):
     format: ComponentSpec
-    storage: ComponentSpec = "float32"
+    storage: ComponentSpec = "uint8"
     transforms: list[ComponentSpec] = []
     sampler: ComponentSpec = "random"
     batch_size: pydantic.PositiveInt = 64
     num_workers: pydantic.NonNegativeInt = 0
+    placement: Literal["host", "device"] = "host"
+    memory_budget: pydantic.ByteSize | None = None
 
 
 class OptimSection(_Section):

@@ -32,7 +32,11 @@ class TensorBatches(Dataset):
 
 
 class IndexBatches(TorchSampler):
-    """Yields index tensors of ``batch_size`` from a core sampler, re-drawn every epoch."""
+    """Yields index tensors of ``batch_size`` from a core sampler, re-drawn every epoch.
+
+    With ``device`` the epoch's order moves there once and batches are index slices of it,
+    for data that lives in accelerator memory.
+    """
 
     def __init__(
         self,
@@ -43,9 +47,10 @@ class IndexBatches(TorchSampler):
         seed: int,
         epoch: Callable[[], int],
         rank: Callable[[], tuple[int, int]],
+        device: torch.device | None = None,
     ) -> None:
         self.sampler, self.n, self.batch_size, self.drop_last = sampler, n, batch_size, drop_last
-        self.seed, self.epoch, self.rank = seed, epoch, rank
+        self.seed, self.epoch, self.rank, self.device = seed, epoch, rank, device
 
     def _order(self) -> np.ndarray:
         rank, world_size = self.rank()
@@ -53,6 +58,8 @@ class IndexBatches(TorchSampler):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         order = torch.from_numpy(self._order().astype(np.int64))
+        if self.device is not None:
+            order = order.to(self.device)
         stop = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
         yield from torch.split(order[:stop], self.batch_size)
 
@@ -74,18 +81,27 @@ class CoreDataModule(lightning.LightningDataModule):
         batch_size: int,
         num_workers: int,
         seed: int,
+        placement: str = "host",
     ) -> None:
         super().__init__()
         self.fmt, self.storage, self.prepare, self.device = fmt, storage, prepare, device
         self.sampler, self.eval_sampler = sampler, eval_sampler
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
         for split in wanted:
             if split not in self.splits:
-                self.splits[split] = self.storage.materialise(self.fmt.open(split), self.prepare)
+                held = self.storage.materialise(self.fmt.open(split), self.prepare)
+                target = self._data_device()
+                self.splits[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
+
+    def _data_device(self) -> torch.device | None:
+        """Where stored tensors live with placement ``device`` (None: host RAM)."""
+        if self.placement != "device" or self.trainer is None:
+            return None
+        return self.trainer.strategy.root_device
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -95,15 +111,15 @@ class CoreDataModule(lightning.LightningDataModule):
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def _loader(self, split: str, sampler: Sampler, drop_last: bool) -> DataLoader:
-        tensors = self.splits[split]
-        batches = TensorBatches(tensors)
-        order = IndexBatches(sampler, len(batches), self.batch_size, drop_last, self.seed, self._epoch, self._rank)
+        batches = TensorBatches(self.splits[split])
+        on_device = self._data_device()
+        order = IndexBatches(sampler, len(batches), self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
         return DataLoader(
             batches,
             sampler=order,
             batch_size=None,
             num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available() and on_device is None,
             persistent_workers=self.num_workers > 0,
         )
 
@@ -118,10 +134,21 @@ class CoreDataModule(lightning.LightningDataModule):
         return self._loader("test", self.eval_sampler, False)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        batch = self.storage.finish(batch)
+        training = self.trainer is not None and self.trainer.training
+        batch = self.storage.finish(batch, self.compute_dtype())
         for step in self.device:
-            batch = step.transform(batch)
+            if training or not step.transform.train_only:
+                batch = step.transform(batch)
         return batch
+
+    def compute_dtype(self) -> torch.dtype:
+        """The model's input dtype under the trainer's precision (bf16 under ``bf16-mixed``)."""
+        precision = str(self.trainer.precision) if self.trainer is not None else "32-true"
+        if precision.startswith("bf16"):
+            return torch.bfloat16
+        if precision.startswith("16"):
+            return torch.float16
+        return torch.float64 if precision.startswith("64") else torch.float32
 
     def bytes_held(self) -> int:
         return sum(t.numel() * t.element_size() for split in self.splits.values() for t in split.values())

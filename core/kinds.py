@@ -24,12 +24,32 @@ PREPARE, DEVICE = "prepare", "device"
 
 
 @dataclass(frozen=True)
+class Layout:
+    """The shape of one sample's ``stim`` and what its axes are: ``C`` channel, ``T`` time,
+    ``K`` temporal basis, ``H``/``W`` space. E.g. ``Layout((3, 32, 32), "CHW")``."""
+
+    shape: tuple[int, ...]
+    axes: str
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != len(self.axes):
+            raise ValueError(f"layout {self.axes} does not match shape {self.shape}")
+
+    def size(self) -> int:
+        """Values per sample."""
+        total = 1
+        for n in self.shape:
+            total *= n
+        return total
+
+
+@dataclass(frozen=True)
 class DatasetMeta:
     """What a format knows about a dataset without reading its samples.
 
-    ``stim_shape`` is the shape of one stored sample's ``stim`` (e.g. ``(3, 32, 32)``),
-    ``heads`` maps each label head to its number of classes, ``split_sizes`` gives the
-    number of samples per split.
+    ``stim_shape`` is the shape of one stored sample's ``stim`` (e.g. ``(3, 32, 32)``) and
+    ``stim_axes`` names its axes (``"CHW"``, ``"THW"``, ...), ``heads`` maps each label head
+    to its number of classes, ``split_sizes`` gives the number of samples per split.
     """
 
     name: str
@@ -37,7 +57,12 @@ class DatasetMeta:
     heads: dict[str, int]
     split_sizes: dict[str, int]
     stim_dtype: str = "uint8"
+    stim_axes: str = "CHW"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(tuple(self.stim_shape), self.stim_axes)
 
 
 @dataclass
@@ -71,18 +96,24 @@ class Transform(ABC):
     """Kind ``transform``: a named operation on a batch dict.
 
     ``stages`` names where it can run: ``prepare`` (once on the CPU at materialisation, on
-    float32 chunks) and/or ``device`` (per batch on the accelerator). ``__call__`` returns
-    the transformed batch; it must not modify its input in place.
+    float32 chunks) and/or ``device`` (per batch on the accelerator, in the model's dtype).
+    ``train_only`` transforms (augmentations) are skipped when evaluating. ``__call__``
+    returns the transformed batch; it must not modify its input in place.
     """
 
     stages: ClassVar[frozenset[str]] = frozenset()
+    train_only: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, batch: Batch) -> Batch: ...
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The shape of one sample's ``stim`` after this transform (default: unchanged)."""
-        return shape
+    def output_layout(self, layout: Layout) -> Layout:
+        """One sample's ``stim`` layout after this transform (default: unchanged).
+
+        Raise ``ValueError`` for a layout the transform cannot take; the run then fails
+        before loading, naming the transform's YAML path.
+        """
+        return layout
 
 
 @dataclass(frozen=True)
@@ -100,9 +131,11 @@ class StorageBackend(ABC):
     ``plan`` splits the run's transforms into the prepare stage (run once by
     ``materialise``) and the device stage (run per batch after ``finish``). The default
     plan runs every transform up to the first device-only one at preparation.
+    ``bytes_per_value`` is what the memory planner counts per stored ``stim`` value.
     """
 
     dtype_name: ClassVar[str] = ""
+    bytes_per_value: ClassVar[int] = 4
 
     def plan(self, steps: list[Step], dataset: str) -> tuple[list[Step], list[Step]]:
         prepare: list[Step] = []
@@ -129,8 +162,8 @@ class StorageBackend(ABC):
         """Hold ``split`` in RAM as tensors, applying the prepare-stage transforms."""
 
     @abstractmethod
-    def finish(self, batch: Batch) -> Batch:
-        """Turn a stored batch, already on the device, into the model's input dtype."""
+    def finish(self, batch: Batch, dtype: torch.dtype) -> Batch:
+        """Turn a stored batch, already on the device, into ``dtype`` (the model's)."""
 
 
 class Sampler(ABC):

@@ -14,6 +14,7 @@ from typing import Any
 from core.config import RunConfig, component
 from core.errors import ConfigError, choices_text, did_you_mean
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend
+from core.memory import MemoryPlan, plan_memory
 from core.options import validate_options
 from core.registry import Component, Registry
 
@@ -42,11 +43,13 @@ class ResolvedRun:
     fmt: DataFormat
     meta: DatasetMeta
     storage: StorageBackend
+    steps: list[Step]
     prepare: list[Step]
     device: list[Step]
     sampler: Sampler
     model: Any
     loss_weights: dict[str, float]
+    memory: MemoryPlan
     used: list[Used] = field(default_factory=list)
 
 
@@ -90,6 +93,9 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
         *(check(registry, "transform", spec, f"data.transforms.{i}") for i, spec in enumerate(data.transforms)),
     ]
     check_trainer(config.trainer)
+    if data.placement == "device" and data.num_workers:
+        raise ConfigError("data.num_workers", "placement 'device' gathers batches on the accelerator in the main process",
+                          fix="set data.num_workers: 0 (or data.placement: host)")
     fmt_c, storage_c, sampler_c, model_c, *transform_c = checked
     fmt = fmt_c.build()
     meta = fmt.meta()
@@ -97,13 +103,42 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     storage = storage_c.build()
     steps = [Step(c.used.path, c.used.name, c.build()) for c in transform_c]
     prepare, device = storage.plan(steps, meta.name)
-    sampler = sampler_c.build()
-    shape = meta.stim_shape
+    layout = meta.layout
     for step in prepare + device:
-        shape = step.transform.output_shape(shape)
-    model = model_c.build(replace(meta, stim_shape=tuple(shape)))
+        try:
+            layout = step.transform.output_layout(layout)
+        except ValueError as exc:
+            raise ConfigError(step.path, f"transform '{step.name}' of dataset '{meta.name}': {exc}") from None
+    memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
+                         data.memory_budget, _accelerator_free(config))
+    sampler = sampler_c.build()
+    model = model_c.build(replace(meta, stim_shape=layout.shape, stim_axes=layout.axes))
     used = [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used, model_c.used]
-    return ResolvedRun(config, registry, fmt, meta, storage, prepare, device, sampler, model, loss_weights, used)
+    return ResolvedRun(config, registry, fmt, meta, storage, steps, prepare, device, sampler, model, loss_weights,
+                       memory, used)
+
+
+def _backends(registry: Registry, chosen: str, built: StorageBackend) -> dict[str, StorageBackend]:
+    """Every storage backend that builds with its defaults (for the planner's comparison), and the chosen one."""
+    backends: dict[str, StorageBackend] = {}
+    for name, found in registry.components["storage"].items():
+        if name == chosen:
+            backends[name] = built
+            continue
+        try:
+            backends[name] = found.resolve()()
+        except Exception:  # a backend that needs options, or fails to load, is left out of the comparison
+            continue
+    return dict(sorted(backends.items(), key=lambda item: item[1].bytes_per_value))
+
+
+def _accelerator_free(config: RunConfig) -> int | None:
+    """Free accelerator memory when the dataset is to live there, else None (plan against RAM)."""
+    if config.data.placement != "device" or str(config.trainer.get("accelerator", "auto")) == "cpu":
+        return None
+    import torch
+
+    return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
 
 
 def _loss_weights(given: dict[str, float], heads: dict[str, int]) -> dict[str, float]:

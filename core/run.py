@@ -76,7 +76,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool) -> dict[str
 
     datamodule = CoreDataModule(
         resolved.fmt, resolved.storage, resolved.prepare, resolved.device, resolved.sampler, InOrder(),
-        config.data.batch_size, config.data.num_workers, config.seed,
+        config.data.batch_size, config.data.num_workers, config.seed, config.data.placement,
     )
     module = MultiHeadClassifier(resolved.model, resolved.meta.heads, resolved.loss_weights, config.optim)
     first_head = next(iter(resolved.meta.heads))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from core import DEVICE, PREPARE, ConfigError, Split, Step, Transform
+from core import DEVICE, PREPARE, ConfigError, Layout, Split, Step, Transform
 from plugins.cast.storage import Float32Storage
 from plugins.digits.format import Digits
 from plugins.pixelnorm.transform import PixelNorm
@@ -58,8 +58,8 @@ class Halve(Transform):
     def __call__(self, batch):
         return {**batch, "stim": batch["stim"][..., ::2, ::2]}
 
-    def output_shape(self, shape):
-        return (shape[0], shape[1] // 2, shape[2] // 2)
+    def output_layout(self, layout):
+        return Layout((layout.shape[0], layout.shape[1] // 2, layout.shape[2] // 2), layout.axes)
 
 
 class OnDevice(Transform):

@@ -35,7 +35,7 @@ def test_quickstart_trains_to_95_percent_and_writes_the_run_directory(tmp_path):
     assert {"train/loss_epoch", "train/digit_acc", "val/loss", "val/digit_acc"} <= set(rows[0])
     used = json.loads((run_dir / "plugins.json").read_text())["used"]
     assert {(u["kind"], u["name"], u["distribution"]) for u in used} >= {
-        ("format", "digits", "core-train"), ("model", "simple_cnn", "core-train"), ("storage", "float32", "core-train")
+        ("format", "digits", "core-train"), ("model", "simple_cnn", "core-train"), ("storage", "uint8", "core-train")
     }
     assert "image_size: 32" in (run_dir / "config.yaml").read_text()
 

@@ -22,7 +22,7 @@ def test_unknown_component_name(capsys, write_config):
     path = write_config(SMALL_RUN)
     fails(capsys, ["--config", str(path), "--set", "data.transforms=[pixelnrom]", "--dry-run"],
           "config error at data.transforms.0: no transform named 'pixelnrom' (did you mean 'pixelnorm'?)",
-          "available transforms: 'pixelnorm'")
+          "available transforms: 'fftwhitening', 'pixelnorm', 'random_flip'")
 
 
 def test_misspelt_option(capsys, write_config):
@@ -103,13 +103,13 @@ def test_print_config_shows_the_resolved_config(capsys, write_config):
     path = write_config(SMALL_RUN)
     assert train_cli.main(["--config", str(path), "--print-config", "--set", "data.batch_size=7"]) == 0
     out = capsys.readouterr().out
-    assert "batch_size: 7" in out and "storage: float32" in out and "optimizer: adamw" in out
+    assert "batch_size: 7" in out and "storage: uint8" in out and "optimizer: adamw" in out
 
 
 def test_dry_run_prints_the_component_table(capsys, write_config):
     assert train_cli.main(["--config", str(write_config(SMALL_RUN)), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for text in ("kind", "plugin", "distribution", "simple_cnn", "core-train", "pixelnorm (prepare)", "no data loaded"):
+    for text in ("kind", "plugin", "distribution", "simple_cnn", "core-train", "pixelnorm (device)", "no data loaded"):
         assert text in out, out
 
 

@@ -10,7 +10,7 @@ def test_defaults_and_name_from_file(write_config):
     path = write_config("data: {format: digits}\nmodel: simple_cnn\n", name="myrun.yaml")
     config = load_config(path)
     assert config.name == "myrun"
-    assert config.data.storage == "float32" and config.data.sampler == "random" and config.data.batch_size == 64
+    assert config.data.storage == "uint8" and config.data.sampler == "random" and config.data.batch_size == 64
     assert config.optim.optimizer == "adamw"
 
 

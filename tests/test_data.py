@@ -40,6 +40,6 @@ def test_datamodule_prepares_then_finishes_on_the_device():
     assert dm.splits["train"]["stim"].dtype == torch.float32
     assert dm.bytes_held() == 2 * (10 * 4 * 4 + 10 * 8)
     batch = next(iter(dm.train_dataloader()))
-    finished = dm.on_after_batch_transfer(batch, 0)
+    finished = dm.on_after_batch_transfer(batch, 0)  # no trainer: float32
     torch.testing.assert_close(finished["stim"], (batch["stim"] - 127) / 255)
     assert len(list(dm.val_dataloader())) == 3

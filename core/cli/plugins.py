@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
 
-    from rich.console import Console
     from rich.table import Table
+
+    from core.report import make_console
 
     table = Table(title="core-train plugins (entry-point group core.plugins)")
     for column in ("plugin", "distribution", "version", "status", "import ms", "components"):
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         components = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.components.items())
         status = info.status if info.status != "failed" else "[red]failed[/red]"
         table.add_row(info.name, info.dist, info.version, status, f"{info.import_seconds * 1000:.1f}", components)
-    console = Console()
+    console = make_console()
     console.print(table)
     for info in registry.failed():
         console.print(f"[red]{info.origin} failed to import:[/red] {info.error}", highlight=False)

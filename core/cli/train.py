@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.report import print_test_results
     from core.run import fit_and_test, prepare_run_dir
 
+    from core.memory import check_fits
+
+    check_fits(resolved.memory)
     run_dir = prepare_run_dir(config, resume=args.resume, overwrite=args.overwrite)
     results = fit_and_test(resolved, run_dir, resume=args.resume)
     print_test_results(results, run_dir)
