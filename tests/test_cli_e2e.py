@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import BIN, ROOT, SMALL_RUN, run_cli
@@ -116,3 +117,17 @@ def test_heavy_optional_modules_are_not_imported():
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found == {"listing": [], "heavy": []}
+
+
+@pytest.mark.parametrize("storage, placement, precision, transforms", [
+    ("uint8", "host", "bf16-mixed", "[pixelnorm, random_flip, {random_translate: {pixels: 1}}]"),
+    ("bfloat16", "device", "bf16-mixed", "[pixelnorm, fftwhitening]"),
+    ("float32", "device", "32-true", "[pixelnorm]"),
+])
+def test_each_backend_and_placement_trains(write_config, tmp_path, storage, placement, precision, transforms):
+    path = write_config(SMALL_RUN)
+    result = run_cli("core-train", "--config", path, "--set", f"data.storage={storage}", "--set", f"data.placement={placement}",
+                     "--set", f"trainer.precision={precision}", "--set", f"data.transforms={transforms}",
+                     "--set", "trainer.max_epochs=1")
+    assert result.returncode == 0, result.stderr
+    assert "test/digit_acc" in result.stdout

@@ -118,3 +118,30 @@ def test_argument_errors_exit_with_usage(argv):
     with pytest.raises(SystemExit) as exc:
         train_cli.main(argv)
     assert exc.value.code == 2
+
+
+def test_uint8_with_a_prepare_only_transform(capsys, write_config):
+    path = write_config(SMALL_RUN)
+    fails(capsys, ["--config", str(path), "--set", "data.transforms=[pixelnorm, fftwhitening]", "--dry-run"],
+          "config error at data.transforms.1: dataset 'digits' has transform 'fftwhitening', which runs only at preparation",
+          "fix: use data.storage: bfloat16")
+
+
+def test_transform_that_cannot_take_the_input_layout(capsys, write_config):
+    path = write_config(SMALL_RUN)
+    fails(capsys, ["--config", str(path), "--set", "data.storage=bfloat16", "--set", "data.transforms=[temporal_basis]",
+                   "--dry-run"],
+          "config error at data.transforms.0: transform 'temporal_basis' of dataset 'digits': temporal_basis filters a "
+          "time axis, but the stim has none: axes CHW")
+
+
+def test_plan_that_does_not_fit_stops_before_loading(capsys, write_config):
+    path = write_config(SMALL_RUN)
+    args = ["--config", str(path), "--set", "data.storage=float32", "--set", "data.memory_budget=200KB"]
+    assert train_cli.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "memory plan for dataset 'digits' (195.3 KiB of RAM (data.memory_budget) available)" in out
+    assert "does not fit" in out
+    fails(capsys, args, "config error at data.storage: dataset 'digits' needs", "as float32, more than the 195.3 KiB",
+          "fix: use data.storage: uint8")
+    assert not (path.parent / "runs" / "small").exists()  # stopped before the run directory, before loading
