@@ -132,3 +132,22 @@ def core_models() -> Factories:
 
     Used in a run as ``model: {simple_cnn: {conv1: 16}}``.
     """
+
+
+@hookspec
+def core_data_tools() -> Factories:
+    """Return the dataset tools this plugin provides, ``{name: factory}``.
+
+    A dataset tool writes, inspects and validates datasets of one on-disk format for
+    ``core-data``: ``core-data convert --to NAME`` writes any map-style format into it,
+    ``core-data inspect`` and ``core-data validate`` describe and check a path. The factory
+    takes no arguments and returns a :class:`core.DatasetTool`.
+
+    Called once when the registry loads; the factory is called when ``core-data`` needs it.
+
+    Example::
+
+        @hookimpl
+        def core_data_tools():
+            return {"cifar100mh": "plugins.cifar100mh.tool:Cifar100MHTool"}
+    """

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import torch
 
@@ -194,6 +196,27 @@ class InOrder(Sampler):
         import numpy as np
 
         return self.shard(np.arange(n), rank, world_size)
+
+
+class DatasetTool(ABC):
+    """What ``core-data`` does with one on-disk format: write, inspect, validate.
+
+    ``recognises(path)`` says whether ``path`` looks like a dataset of this format (so
+    ``inspect`` and ``validate`` need no ``--format``). ``validate`` returns every problem
+    found, each naming the file and record; an empty list means valid.
+    """
+
+    @abstractmethod
+    def recognises(self, path: Path) -> bool: ...
+
+    @abstractmethod
+    def write(self, source: DataFormat, out: Path) -> None: ...
+
+    @abstractmethod
+    def inspect(self, path: Path) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def validate(self, path: Path) -> list[str]: ...
 
 
 class Model(Protocol):

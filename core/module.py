@@ -26,6 +26,9 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.heads = dict(heads)
         self.loss_weights = dict(loss_weights)
         self.optim = optim
+        self.first_head = next(iter(self.heads))
+        # best val/<first head>_acc so far; a buffer, so a resumed run remembers it
+        self.register_buffer("best_val_acc", torch.tensor(float("-inf")))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -51,6 +54,14 @@ class MultiHeadClassifier(lightning.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        current = self.trainer.callback_metrics.get(f"val/{self.first_head}_acc")
+        if current is not None:
+            self.best_val_acc = torch.maximum(self.best_val_acc, current.detach().to(self.best_val_acc))
+            self.log("val/acc_best", self.best_val_acc, sync_dist=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "test")

@@ -32,6 +32,7 @@ KINDS: dict[str, str] = {
     "transform": "core_transforms",
     "sampler": "core_samplers",
     "model": "core_models",
+    "tool": "core_data_tools",
 }
 HOOK_NAMES = tuple(KINDS.values())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -24,6 +25,9 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
         except CoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # output piped into head & co.: stop quietly
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keeps the interpreter's final flush quiet)
+            return 0
         except KeyboardInterrupt:
             print("interrupted; continue the run with --resume", file=sys.stderr)
             return 130

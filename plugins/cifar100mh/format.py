@@ -1,0 +1,93 @@
+"""Format ``cifar100mh``: a CIFAR-100-MH folder as a map-style dataset with one head per parameter.
+
+Heads come from the metadata: one per parameter, ``max - min + 1`` classes, target
+``value - min``. The file's train records are split into ``train`` and ``val`` by a fixed
+permutation (``val_fraction``, ``split_seed``); ``test`` is the test file.
+
+Beyond the format contract it offers the metadata API its users know:
+``image_shape()``, ``heads_config()``, ``parameter_info(name)``, ``statistics()``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import DataError, DataFormat, DatasetMeta, Split
+from plugins.cifar100mh.records import Records, load_batch
+from plugins.cifar100mh.spec import BATCH_FILES, IMAGE_SHAPE, DatasetInfo, read_info
+
+
+def holdout(n: int, fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Sorted ``train``/``val`` indices of ``n`` samples: a fixed random ``fraction`` held out."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = round(n * fraction)
+    return {"train": np.sort(order[n_val:]), "val": np.sort(order[:n_val])}
+
+
+class Cifar100MH(DataFormat):
+    def __init__(self, root: str, val_fraction: float = 0.1, split_seed: int = 0) -> None:
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
+        self.root, self.val_fraction, self.split_seed = Path(root), val_fraction, split_seed
+
+    @cached_property
+    def info(self) -> DatasetInfo:
+        return read_info(self.root)
+
+    def meta(self) -> DatasetMeta:
+        info = self.info
+        n_val = round(info.train_samples * self.val_fraction)
+        return DatasetMeta(
+            name=info.dataset_name,
+            stim_shape=IMAGE_SHAPE,
+            heads=info.heads,
+            split_sizes={"train": info.train_samples - n_val, "val": n_val, "test": info.test_samples},
+            extra={"parameter_mappings": {k: v.model_dump() for k, v in info.parameter_mappings.items()}},
+        )
+
+    def records(self, file_split: str) -> Records:
+        return load_batch(self.root / BATCH_FILES[file_split], self.info, file_split)
+
+    def open(self, split: str) -> Split:
+        records = self.records("test" if split == "test" else "train")
+        index = slice(None) if split == "test" else holdout(len(records.values), self.val_fraction, self.split_seed)[split]
+        fields: dict[str, np.ndarray] = {"stim": records.pixels[index]}
+        for j, name in enumerate(self.info.parameter_names):
+            low = self.info.parameter_mappings[name].min
+            fields[name] = records.values[index, j].astype(np.int64) - low
+        return Split(fields)
+
+    # ------------------------------------------------------------ metadata API
+    def image_shape(self) -> tuple[int, int, int]:
+        return IMAGE_SHAPE
+
+    def heads_config(self) -> dict[str, int]:
+        return self.info.heads
+
+    def parameter_info(self, name: str) -> dict[str, Any]:
+        if name not in self.info.parameter_mappings:
+            raise DataError(f"{self.root}: no parameter '{name}'; parameters: {self.info.parameter_names}")
+        mapping = self.info.parameter_mappings[name]
+        return {**mapping.model_dump(), "classes": mapping.classes}
+
+    def statistics(self) -> dict[str, Any]:
+        """Per file split: sample count, and per head the class distribution and value statistics."""
+        stats: dict[str, Any] = {}
+        for file_split in BATCH_FILES:
+            values = self.records(file_split).values
+            heads = {}
+            for j, name in enumerate(self.info.parameter_names):
+                mapping = self.info.parameter_mappings[name]
+                column = values[:, j].astype(np.int64)
+                heads[name] = {
+                    "class_distribution": np.bincount(column - mapping.min, minlength=mapping.classes).tolist(),
+                    "mean": float(column.mean()) if len(column) else None,
+                    "min": int(column.min()) if len(column) else None,
+                    "max": int(column.max()) if len(column) else None,
+                }
+            stats[file_split] = {"n_samples": int(len(values)), "heads": heads}
+        return stats

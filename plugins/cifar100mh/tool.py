@@ -1,0 +1,74 @@
+"""The ``cifar100mh`` dataset tool: ``core-data convert --to cifar100mh``, ``inspect``, ``validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from core import DataError, DataFormat, DatasetTool
+from plugins.cifar100mh.format import Cifar100MH
+from plugins.cifar100mh.records import encode_records, pickle_records, read_batch
+from plugins.cifar100mh.spec import BATCH_FILES, IMAGE_SHAPE, INFO_FILE, DatasetInfo, ParameterMapping, read_info, write_info
+
+
+class Cifar100MHTool(DatasetTool):
+    def recognises(self, path: Path) -> bool:
+        return (Path(path) / INFO_FILE).is_file()
+
+    def write(self, source: DataFormat, out: Path, variant: Literal["binary", "pickle"] = "binary") -> None:
+        """Write ``source`` as CIFAR-100-MH: its train and val splits become ``train_batch``,
+        its test split ``test_batch``; each head becomes a parameter with values 0..classes-1."""
+        meta = source.meta()
+        if tuple(meta.stim_shape) != IMAGE_SHAPE:
+            raise DataError(f"CIFAR-100-MH holds 3x32x32 images; '{meta.name}' has {meta.stim_shape} "
+                            "(for digits: --option image_size=32 --option channels=3)")
+        too_many = {h: n for h, n in meta.heads.items() if n > 256}
+        if too_many:
+            raise DataError(f"CIFAR-100-MH stores each value in one byte; heads {too_many} have more than 256 classes")
+        splits = {"train": [source.open("train"), source.open("val")], "test": [source.open("test")]}
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = {}
+        for file_split, parts in splits.items():
+            pixels = np.concatenate([np.asarray(p.fields["stim"], dtype=np.uint8) for p in parts])
+            values = np.stack([np.concatenate([p.fields[h] for p in parts]) for h in meta.heads], axis=1).astype(np.uint8)
+            target = out / BATCH_FILES[file_split]
+            if variant == "binary":
+                encode_records(pixels, values).tofile(target)
+            else:
+                target.write_bytes(pickle_records(pixels, values))
+            counts[file_split] = len(pixels)
+        write_info(out, DatasetInfo(
+            dataset_name=meta.name,
+            n_samples=counts["train"] + counts["test"],
+            train_samples=counts["train"],
+            test_samples=counts["test"],
+            parameter_names=list(meta.heads),
+            parameter_mappings={h: ParameterMapping(min=0, max=n - 1, description=f"{meta.name} {h}", scale="categorical")
+                                for h, n in meta.heads.items()},
+        ))
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        fmt = Cifar100MH(str(path))
+        info, stats = fmt.info, fmt.statistics()
+        return {
+            "format": "cifar100mh",
+            "dataset_name": info.dataset_name,
+            "n_samples": {split: stats[split]["n_samples"] for split in BATCH_FILES},
+            "image_shape": list(IMAGE_SHAPE),
+            "heads": {name: {**fmt.parameter_info(name), "class_distribution": {
+                split: stats[split]["heads"][name]["class_distribution"] for split in BATCH_FILES}}
+                for name in info.parameter_names},
+        }
+
+    def validate(self, path: Path) -> list[str]:
+        try:
+            info = read_info(Path(path))
+        except DataError as exc:
+            return [str(exc)]
+        problems: list[str] = []
+        for split, name in BATCH_FILES.items():
+            problems += read_batch(Path(path) / name, info, split)[1]
+        return problems
