@@ -49,6 +49,13 @@ class OptimSection(_Section):
     gamma: pydantic.PositiveFloat = 0.1
 
 
+class ExperimentSection(_Section):
+    """A sweep evaluated on the test split: ``parameter`` is ``<transform>.<option>``."""
+
+    parameter: str
+    values: list[Any] = pydantic.Field(min_length=1)
+
+
 class RunConfig(_Section):
     """The whole run. ``trainer`` is passed to ``lightning.Trainer`` (checked against it)."""
 
@@ -61,6 +68,7 @@ class RunConfig(_Section):
     loss_weights: dict[str, float] = {}
     optim: OptimSection = OptimSection()
     trainer: dict[str, Any] = {}
+    experiment: ExperimentSection | None = None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -38,16 +38,44 @@ class MultiHeadClassifier(lightning.LightningModule):
         size = len(batch["stim"])
         total = torch.zeros((), device=self.device)
         for head, weight in self.loss_weights.items():
-            target = batch[head]
-            loss = F.cross_entropy(logits[head].float(), target, ignore_index=IGNORE_INDEX)
+            out, target = logits[head], batch[head]
+            if out.dim() == 3:  # (B, T, classes): a readout at every time step
+                out, target = self._over_time(out, target, batch.get("stim_on"), f"{stage}/{head}", stage != "train")
+            loss = F.cross_entropy(out.float(), target, ignore_index=IGNORE_INDEX)
             total = total + weight * loss
             valid = target != IGNORE_INDEX
-            correct = (logits[head].argmax(-1) == target) & valid
+            correct = (out.argmax(-1) == target) & valid
             acc = correct.sum() / valid.sum().clamp(min=1)
             self.log(f"{stage}/{head}_acc", acc, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
         self.log(f"{stage}/loss", total, on_step=stage == "train", on_epoch=True, batch_size=size,
                  prog_bar=stage == "train", sync_dist=stage != "train")
         return total
+
+    def _over_time(
+        self, out: torch.Tensor, labels: torch.Tensor, on: torch.Tensor | None, name: str, per_step: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flatten (B, T) outputs to the steps the loss sees (the model's ``loss_on``:
+        ``stimulus`` steps, ``all`` steps, or the ``last``), each against the sample's label.
+        With ``per_step``, log the accuracy at every step as ``<name>_acc_step<t>``."""
+        b, t = out.shape[:2]
+        if on is None:
+            on = torch.ones(b, t, dtype=torch.bool, device=out.device)
+        # per-step labels hold the void label off-stimulus: the sample's label is the one at its first shown step
+        sample = labels.gather(1, on.float().argmax(1, keepdim=True)).squeeze(1) if labels.dim() == 2 else labels
+        target = sample[:, None].expand(b, t)
+        if per_step:
+            accuracy = (out.argmax(-1) == target).float().mean(0)
+            for step in range(t):
+                self.log(f"{name}_acc_step{step}", accuracy[step], on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
+        loss_on = getattr(self.model, "loss_on", "stimulus")
+        if loss_on == "all":
+            mask = torch.ones_like(on)
+        elif loss_on == "last":
+            mask = torch.zeros_like(on)
+            mask[:, -1] = True
+        else:
+            mask = on
+        return out[mask], target[mask]
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

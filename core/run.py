@@ -15,6 +15,7 @@ from typing import Any
 from core.config import RunConfig, to_yaml
 from core.errors import ConfigError
 from core.kinds import InOrder
+from core.experiment import Sweep, run_sweep
 from core.resolve import ResolvedRun
 
 RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "checkpoints")
@@ -60,25 +61,32 @@ def provenance(resolved: ResolvedRun) -> dict[str, Any]:
     }
 
 
-def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool) -> dict[str, float]:
-    """Train with Lightning, then test the best checkpoint; return the test metrics."""
+def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
+    """The run's LightningDataModule and LightningModule."""
+    from core.data import CoreDataModule
+    from core.module import MultiHeadClassifier
+
+    config = resolved.config
+    datamodule = CoreDataModule(
+        resolved.fmt, resolved.storage, resolved.prepare, list(resolved.device), resolved.sampler, InOrder(),
+        config.data.batch_size, config.data.num_workers, config.seed, config.data.placement,
+    )
+    return datamodule, MultiHeadClassifier(resolved.model, resolved.meta.heads, resolved.loss_weights, config.optim)
+
+
+def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None) -> dict[str, float]:
+    """Train with Lightning, test the best checkpoint, run the experiment sweep if any;
+    return the test metrics."""
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from core.curves import plot_curves
-    from core.data import CoreDataModule
     from core.metrics_log import RunLogger, truncate_after
-    from core.module import MultiHeadClassifier
 
     config = resolved.config
     (run_dir / "config.yaml").write_text(to_yaml(config))
     (run_dir / "plugins.json").write_text(json.dumps(provenance(resolved), indent=2) + "\n")
-
-    datamodule = CoreDataModule(
-        resolved.fmt, resolved.storage, resolved.prepare, resolved.device, resolved.sampler, InOrder(),
-        config.data.batch_size, config.data.num_workers, config.seed, config.data.placement,
-    )
-    module = MultiHeadClassifier(resolved.model, resolved.meta.heads, resolved.loss_weights, config.optim)
+    datamodule, module = build_modules(resolved)
     first_head = next(iter(resolved.meta.heads))
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{first_head}_acc", mode="max",
@@ -103,4 +111,34 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool) -> dict[str
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False)
     if trainer.is_global_zero:
         plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
-    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if sweep is not None:  # the module now holds the best checkpoint's weights
+        run_sweep(sweep, module, datamodule, config.trainer, run_dir)
+    return _headline(results[0] if results else {})
+
+
+def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str) -> dict[str, float]:
+    """Load a checkpoint's weights and run the experiment sweep; no training."""
+    import torch
+
+    if sweep is None:
+        raise ConfigError("experiment", "--experiment-only needs an experiment section in the config",
+                          fix="add experiment: {parameter: <transform>.<option>, values: [...]}")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ConfigError("", f"--checkpoint: no file at {path}", fix="pass a checkpoint, e.g. <run>/checkpoints/best.ckpt")
+    datamodule, module = build_modules(resolved)
+    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError("model", f"checkpoint {path} does not fit this run's model: missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]}", fix="use the config the checkpoint was trained with")
+    run_dir = run_dir_of(resolved.config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rows = run_sweep(sweep, module, datamodule, resolved.config.trainer, run_dir)
+    return {f"{r['head']} @ {sweep.parameter}={r['value']} step {r['timestep']}": r["accuracy"] for r in rows
+            if r["timestep"] == max(x["timestep"] for x in rows)}
+
+
+def _headline(results: dict[str, Any]) -> dict[str, float]:
+    """Test metrics to print: all but the per-step accuracies (those are in metrics.csv)."""
+    return {k: float(v) for k, v in results.items() if "_acc_step" not in k}

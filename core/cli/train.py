@@ -17,6 +17,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve and validate everything, load no data")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="start again in a run directory that holds a run")
+    p.add_argument("--checkpoint", metavar="PATH", help="with --experiment-only: the checkpoint to evaluate")
+    p.add_argument("--experiment-only", action="store_true", help="run the config's experiment sweep from --checkpoint, no training")
     return p
 
 
@@ -25,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from core.config import load_config, to_yaml
 
+    if args.experiment_only != bool(args.checkpoint):
+        from core.errors import ConfigError
+
+        raise ConfigError("", "--checkpoint and --experiment-only go together",
+                          fix="evaluate a checkpoint with both; continue training with --resume")
     config = load_config(args.config, args.overrides)
     if args.print_config:
         sys.stdout.write(to_yaml(config))
@@ -46,14 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         print_dry_run(resolved)
         return 0
 
-    from core.report import print_test_results
-    from core.run import fit_and_test, prepare_run_dir
-
     from core.memory import check_fits
+    from core.report import print_test_results
+    from core.run import experiment_only, fit_and_test, prepare_run_dir, run_dir_of
 
+    sweep = None
+    if config.experiment is not None:
+        from core.experiment import plan_sweep
+
+        sweep = plan_sweep(resolved)
     check_fits(resolved.memory)
+    if args.experiment_only:
+        print_test_results(experiment_only(resolved, sweep, args.checkpoint), run_dir_of(config))
+        return 0
     run_dir = prepare_run_dir(config, resume=args.resume, overwrite=args.overwrite)
-    results = fit_and_test(resolved, run_dir, resume=args.resume)
+    results = fit_and_test(resolved, run_dir, resume=args.resume, sweep=sweep)
     print_test_results(results, run_dir)
     return 0
 
