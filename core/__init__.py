@@ -9,7 +9,7 @@ Importing it is cheap: torch and Lightning load only when a run needs them.
 
 import pluggy
 
-from core.errors import ConfigError, CoreError, DataError, PluginError
+from core.errors import ConfigError, CoreError, DataError, PluginError, PluginUnavailable
 from core.kinds import (
     Layout,
     DEVICE,
@@ -25,6 +25,7 @@ from core.kinds import (
     Split,
     Step,
     StorageBackend,
+    Stream,
     Transform,
 )
 
@@ -46,10 +47,12 @@ __all__ = [
     "Layout",
     "Model",
     "PluginError",
+    "PluginUnavailable",
     "Sampler",
     "Split",
     "Step",
     "StorageBackend",
+    "Stream",
     "Transform",
     "hookimpl",
 ]

@@ -8,14 +8,14 @@ backend's ``finish`` and then the device-stage transforms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 import lightning
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import Sampler as TorchSampler
 
-from core.kinds import Batch, DataFormat, Sampler, Step, StorageBackend
+from core.kinds import Batch, DataFormat, Sampler, Step, StorageBackend, Stream
 
 
 class TensorBatches(Dataset):
@@ -88,12 +88,17 @@ class CoreDataModule(lightning.LightningDataModule):
         self.sampler, self.eval_sampler = sampler, eval_sampler
         self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
+        self.streams: dict[str, Stream] = {}
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
         for split in wanted:
-            if split not in self.splits:
-                held = self.storage.materialise(self.fmt.open(split), self.prepare)
+            if split not in self.splits and split not in self.streams:
+                opened = self.fmt.open(split)
+                if isinstance(opened, Stream):
+                    self.streams[split] = opened
+                    continue
+                held = self.storage.materialise(opened, self.prepare)
                 target = self._data_device()
                 self.splits[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
 
@@ -110,7 +115,13 @@ class CoreDataModule(lightning.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _loader(self, split: str, sampler: Sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, split: str, sampler: Sampler, drop_last: bool) -> Iterable[Batch]:
+        if split in self.streams:
+            rank, world_size = self._rank()
+            return self.streams[split].batches(
+                batch_size=self.batch_size, train=split == "train", seed=self.seed, epoch=self._epoch,
+                rank=rank, world_size=world_size, num_workers=self.num_workers,
+            )
         batches = TensorBatches(self.splits[split])
         on_device = self._data_device()
         order = IndexBatches(sampler, len(batches), self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
@@ -123,14 +134,15 @@ class CoreDataModule(lightning.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> Iterable[Batch]:
         # drop the last partial batch (as FFCV and most training loops do), unless it is the only one
-        return self._loader("train", self.sampler, drop_last=len(self.splits["train"]) > self.batch_size)
+        held = self.splits.get("train")
+        return self._loader("train", self.sampler, drop_last=held is None or len(held["stim"]) > self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Iterable[Batch]:
         return self._loader("val", self.eval_sampler, False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> Iterable[Batch]:
         return self._loader("test", self.eval_sampler, False)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:

@@ -32,6 +32,14 @@ class PluginError(CoreError):
     """A plugin that cannot be used: invalid hooks, conflicting names, failed import."""
 
 
+class PluginUnavailable(ImportError):
+    """Raised by a plugin's registration module when an optional dependency is missing.
+
+    The registry lists the plugin as ``unavailable`` with this message (no warning at every
+    start), and a run naming one of its components fails with it: say how to install.
+    """
+
+
 class DataError(CoreError):
     """A dataset on disk that cannot be read as the run asks (missing, truncated, inconsistent)."""
 

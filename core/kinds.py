@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from core.errors import ConfigError
@@ -80,18 +81,35 @@ class Split:
         return len(next(iter(self.fields.values())))
 
 
+class Stream(ABC):
+    """A split that delivers its own batches (FFCV's compiled loader, a WebDataset pipeline)
+    instead of arrays the core holds in RAM. Batches are dicts like any other; the storage
+    backend's ``finish`` and the device-stage transforms still run on the device."""
+
+    @abstractmethod
+    def batches(
+        self, *, batch_size: int, train: bool, seed: int, epoch: Callable[[], int], rank: int, world_size: int,
+        num_workers: int,
+    ) -> Iterable[Batch]:
+        """An iterable giving one epoch of batches per ``iter()``; ``epoch()`` says which epoch."""
+
+
 class DataFormat(ABC):
     """Kind ``format``: opens a dataset on disk.
 
     ``meta()`` must be cheap (headers only: it runs during ``--dry-run``); ``open(split)``
-    reads one split's samples.
+    gives one split's samples as a :class:`Split` (arrays, held in RAM by the storage
+    backend) or, when ``streams`` is true, as a :class:`Stream` (batches from the format's
+    own loader; prepare-stage transforms then cannot run).
     """
+
+    streams: ClassVar[bool] = False
 
     @abstractmethod
     def meta(self) -> DatasetMeta: ...
 
     @abstractmethod
-    def open(self, split: str) -> Split: ...
+    def open(self, split: str) -> Split | Stream: ...
 
 
 class Transform(ABC):

@@ -73,13 +73,18 @@ def plan_memory(
     steps: list[Step],
     budget: int | None,
     accelerator_free: int | None = None,
+    streamed: bool = False,
 ) -> MemoryPlan:
     """Bytes per backend for ``meta`` under ``steps``, against ``budget`` or the RAM available.
 
-    With ``accelerator_free`` (placement ``device`` on a GPU), that is the limit instead.
+    With ``accelerator_free`` (placement ``device`` on a GPU), that is the limit instead. A
+    ``streamed`` format holds nothing: its batches are read from disk as they are needed.
     """
     rows = []
     for name, backend in backends.items():
+        if streamed:
+            rows.append(PlanRow(name, 0, reason="streamed from disk"))
+            continue
         try:
             prepare, _ = backend.plan(steps, meta.name)
         except ConfigError as exc:

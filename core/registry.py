@@ -22,7 +22,7 @@ import importlib_metadata
 import pluggy
 
 from core import hookspecs
-from core.errors import ConfigError, PluginError, choices_text, did_you_mean
+from core.errors import ConfigError, PluginError, PluginUnavailable, choices_text, did_you_mean
 
 GROUP = "core.plugins"
 AUTOLOAD_ENV = "CORE_DISABLE_PLUGIN_AUTOLOAD"
@@ -48,7 +48,7 @@ class PluginInfo:
     dist: str
     version: str
     module: str
-    status: str = "loaded"  # loaded | failed | disabled | not selected
+    status: str = "loaded"  # loaded | failed | unavailable | disabled | not selected
     error: str | None = None
     import_seconds: float = 0.0
     components: dict[str, list[str]] = field(default_factory=dict)
@@ -132,6 +132,9 @@ class Registry:
         start = time.perf_counter()
         try:
             module = ep.load()
+        except PluginUnavailable as exc:  # an optional dependency is not installed: say so when asked
+            info.status, info.error = "unavailable", str(exc)
+            return
         except Exception as exc:  # a broken plugin must not take the others down
             info.status = "failed"
             info.error = f"{type(exc).__name__}: {exc}"
@@ -215,6 +218,8 @@ class Registry:
         for info in self.plugins.values():
             if info.status == "failed":
                 lines.append(f"{info.origin} failed to import, it may provide '{name}': {info.error}")
+            elif info.status == "unavailable":
+                lines.append(f"{info.origin} is unavailable, it may provide '{name}': {info.error}")
             elif info.status in ("disabled", "not selected"):
                 how = "disabled by plugins.disable" if info.status == "disabled" else "not in plugins.only"
                 lines.append(f"{info.origin} is {how}; it may provide '{name}'")

@@ -103,6 +103,10 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     storage = storage_c.build()
     steps = [Step(c.used.path, c.used.name, c.build()) for c in transform_c]
     prepare, device = storage.plan(steps, meta.name)
+    if fmt.streams and prepare:
+        raise ConfigError(prepare[0].path, f"format '{fmt_c.used.name}' streams batches from disk, so transform "
+                          f"'{prepare[0].name}' cannot run once at preparation",
+                          fix="use transforms that run on the device, or convert the data to a format held in RAM")
     layout = meta.layout
     for step in prepare + device:
         try:
@@ -110,7 +114,7 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
         except ValueError as exc:
             raise ConfigError(step.path, f"transform '{step.name}' of dataset '{meta.name}': {exc}") from None
     memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
-                         data.memory_budget, _accelerator_free(config))
+                         data.memory_budget, _accelerator_free(config), streamed=fmt.streams)
     sampler = sampler_c.build()
     model = model_c.build(replace(meta, stim_shape=layout.shape, stim_axes=layout.axes))
     used = [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used, model_c.used]

@@ -19,6 +19,7 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         core_log = logging.getLogger("core")
         core_log.addHandler(handler)
+        core_log.setLevel(logging.INFO)  # plugins' notes (e.g. FFCV's adjustments) reach the user
         core_log.propagate = False
         try:
             return main(argv)

@@ -43,12 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(column)
     for info in plugins:
         components = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.components.items())
-        status = info.status if info.status != "failed" else "[red]failed[/red]"
+        status = {"failed": "[red]failed[/red]", "unavailable": "[yellow]unavailable[/yellow]"}.get(info.status, info.status)
         table.add_row(info.name, info.dist, info.version, status, f"{info.import_seconds * 1000:.1f}", components)
     console = make_console()
     console.print(table)
-    for info in registry.failed():
-        console.print(f"[red]{info.origin} failed to import:[/red] {info.error}", highlight=False)
+    for info in plugins:
+        if info.status in ("failed", "unavailable"):
+            colour = "red" if info.status == "failed" else "yellow"
+            verb = "failed to import" if info.status == "failed" else "is unavailable"
+            console.print(f"[{colour}]{info.origin} {verb}:[/{colour}] {info.error}", highlight=False)
     return 0
 
 
