@@ -21,10 +21,24 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+# FFCV builds from source against Debian's OpenCV and libjpeg-turbo (installed here when we
+# are root, as in CI); without them its tests are skipped and core-plugins says why.
+SYSTEM_LIBS := pkg-config libopencv-dev libturbojpeg0-dev
+$(VENV)/.installed-ffcv: $(VENV)/.installed
+	@if ! pkg-config --exists opencv4 libturbojpeg 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_LIBS); \
+	  else echo "FFCV needs: sudo apt-get install $(SYSTEM_LIBS) (until then its tests are skipped)"; fi; \
+	fi
+	if pkg-config --exists opencv4 libturbojpeg 2>/dev/null; then \
+	  $(BIN)/python -m pip install -q numpy setuptools wheel pillow && \
+	  $(BIN)/python -m pip install -q --no-build-isolation -e ".[ffcv]"; fi
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/core-train --config configs/quickstart.yaml --overwrite
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(VENV)/.installed-ffcv
 	$(BIN)/python -m pytest -q
 
 clean:
