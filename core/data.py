@@ -28,7 +28,8 @@ class TensorBatches(Dataset):
         return len(next(iter(self.tensors.values())))
 
     def __getitem__(self, index: torch.Tensor) -> Batch:
-        return {key: value[index] for key, value in self.tensors.items()}
+        # index_select is ~20x faster than advanced indexing for uint8 rows on the CPU
+        return {key: value.index_select(0, index) for key, value in self.tensors.items()}
 
 
 class IndexBatches(TorchSampler):

@@ -33,9 +33,10 @@ class RandomFlip(Transform):
 
     def __call__(self, batch: Batch) -> Batch:
         stim = batch["stim"]
-        flip = torch.rand(len(stim), device=stim.device) < self.p
-        flip = flip.view(-1, *([1] * (stim.dim() - 1)))
-        return {**batch, "stim": torch.where(flip, stim.flip(-1), stim)}
+        chosen = (torch.rand(len(stim), device=stim.device) < self.p).nonzero().squeeze(1)
+        out = stim.clone()
+        out[chosen] = stim.index_select(0, chosen).flip(-1)  # only the chosen samples are flipped
+        return {**batch, "stim": out}
 
 
 class RandomTranslate(Transform):
@@ -56,13 +57,14 @@ class RandomTranslate(Transform):
         stim, p = batch["stim"], self.pixels
         if p == 0:
             return batch
-        n, height, width = len(stim), stim.shape[-2], stim.shape[-1]
+        height, width = stim.shape[-2:]
         padded = F.pad(stim, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n, 1), device=stim.device)
-        dx = torch.randint(0, 2 * p + 1, (n, 1), device=stim.device)
-        rows = (dy + torch.arange(height, device=stim.device)).view(n, *([1] * (stim.dim() - 3)), height, 1)
-        cols = (dx + torch.arange(width, device=stim.device)).view(n, *([1] * (stim.dim() - 3)), 1, width)
-        rows = rows.expand(*stim.shape[:-1], 1).expand(*stim.shape[:-2], height, width + 2 * p)
-        shifted = padded.gather(-2, rows)
-        cols = cols.expand(*stim.shape)
-        return {**batch, "stim": shifted.gather(-1, cols)}
+        side = 2 * p + 1
+        shift = torch.randint(0, side * side, (len(stim),), device=stim.device)
+        out = torch.empty_like(stim)
+        # one slice per distinct shift ((2p+1)^2 at most), each applied to all samples drawn it
+        for value in shift.unique().tolist():
+            rows = (shift == value).nonzero().squeeze(1)
+            dy, dx = divmod(value, side)
+            out[rows] = padded.index_select(0, rows)[..., dy : dy + height, dx : dx + width]
+        return {**batch, "stim": out}

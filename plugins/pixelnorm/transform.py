@@ -19,4 +19,5 @@ class PixelNorm(Transform):
         stim = batch["stim"]
         if not torch.is_floating_point(stim):
             stim = stim.float()
-        return {**batch, "stim": (stim - self.mean) / self.scale}
+        out = stim - self.mean  # a new tensor: the division can then run in place
+        return {**batch, "stim": out.div_(self.scale)}

@@ -51,17 +51,23 @@ class Schedule(Transform):
             )
         return Layout((self.n_timesteps, *layout.shape), "T" + layout.axes)
 
+    def mask(self, device: torch.device) -> torch.Tensor:
+        """``on()`` on ``device``, made once per device (no host-to-device copy per batch)."""
+        cache = self.__dict__.setdefault("_masks", {})
+        if device not in cache:
+            cache[device] = self.on().to(device)
+        return cache[device]
+
     def __call__(self, batch: Batch) -> Batch:
         stim = batch["stim"]
         n = len(stim)
-        on = self.on().to(stim.device)
+        on = self.mask(stim.device)
         shown = stim if self.contrast == 1.0 else self.void_value + self.contrast * (stim - self.void_value)
         mask = on.view(1, -1, *([1] * (stim.dim() - 1)))
-        void = torch.tensor(self.void_value, dtype=stim.dtype, device=stim.device)
-        out: Batch = {**batch, "stim": torch.where(mask, shown.unsqueeze(1), void), "stim_on": on.expand(n, -1).clone()}
+        out: Batch = {**batch, "stim": torch.where(mask, shown.unsqueeze(1), self.void_value), "stim_on": on.expand(n, -1).clone()}
         for key, value in batch.items():
             if key != "stim" and torch.is_tensor(value) and value.dim() == 1 and len(value) == n and not value.is_floating_point():
-                out[key] = torch.where(on, value.unsqueeze(1), torch.tensor(self.void_label, dtype=value.dtype, device=value.device))
+                out[key] = torch.where(on, value.unsqueeze(1), self.void_label)
         return out
 
 
