@@ -7,6 +7,7 @@ names the YAML path.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,8 +150,9 @@ def _section_at(loc: list[str]) -> type[pydantic.BaseModel] | None:
     model: Any = RunConfig
     for part in loc:
         field = model.model_fields.get(part)
-        model = field.annotation if field else None
-        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+        options = [field.annotation, *typing.get_args(field.annotation)] if field else []
+        model = next((t for t in options if isinstance(t, type) and issubclass(t, pydantic.BaseModel)), None)
+        if model is None:
             return None
     return model
 

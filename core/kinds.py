@@ -162,6 +162,9 @@ class StorageBackend(ABC):
         device: list[Step] = []
         for step in steps:
             stages = step.transform.stages
+            if not stages & {PREPARE, DEVICE}:
+                raise ConfigError(step.path, f"transform '{step.name}' declares no stage (prepare or device) it can run in",
+                                  fix="the transform's plugin must set stages = frozenset({'prepare'}) or {'device'}")
             if not device and PREPARE in stages:
                 prepare.append(step)
             elif DEVICE in stages:

@@ -89,6 +89,7 @@ class Registry:
         self.manager = pluggy.PluginManager("core")
         self.manager.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
+        self.autoload_off = False
         self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
 
     # ----------------------------------------------------------------- loading
@@ -98,15 +99,19 @@ class Registry:
         disable: Iterable[str] = (),
         only: Iterable[str] | None = None,
         require: Mapping[str, str] | None = None,
+        strict: bool = True,
     ) -> Registry:
         """Load the installed plugins, honouring a run's ``plugins`` section.
 
         With ``CORE_DISABLE_PLUGIN_AUTOLOAD=1`` only the plugins named in ``only`` load.
+        ``strict=False`` (for listing) records an invalid plugin (a misspelt hook, a name
+        another plugin already provides) as ``invalid`` instead of raising.
         """
         registry = cls()
         entry_points = {ep.name: ep for ep in importlib_metadata.entry_points(group=GROUP)}
-        disable, only = set(disable), (set(only) if only else None)
-        if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0") and only is None:
+        disable, only = set(disable), (set(only) if only is not None else None)
+        registry.autoload_off = os.environ.get(AUTOLOAD_ENV, "") not in ("", "0")
+        if registry.autoload_off and only is None:
             only = set()
         for key, names in (("disable", disable), ("only", only or set())):
             for name in sorted(names - entry_points.keys()):
@@ -122,13 +127,13 @@ class Registry:
             elif only is not None and name not in only:
                 info.status = "not selected"
             else:
-                registry._import(ep, info)
+                registry._import(ep, info, strict)
             registry.plugins[name] = info
         if require:
             registry.check_requirements(require)
         return registry
 
-    def _import(self, ep: Any, info: PluginInfo) -> None:
+    def _import(self, ep: Any, info: PluginInfo, strict: bool = True) -> None:
         start = time.perf_counter()
         try:
             module = ep.load()
@@ -142,7 +147,16 @@ class Registry:
             return
         finally:
             info.import_seconds = time.perf_counter() - start
-        self.add(module, info)
+        try:
+            self.add(module, info)
+        except PluginError as exc:
+            if strict:
+                raise
+            info.status, info.error = "invalid", str(exc)
+        except Exception as exc:  # a registration hook that raises: the plugin's bug, reported like an import failure
+            info.status = "failed"
+            info.error = f"a registration hook raised {type(exc).__name__}: {exc}"
+            log.warning("%s failed: %s", info.origin, info.error)
 
     def add(self, module: Any, info: PluginInfo | None = None) -> PluginInfo:
         """Register one plugin object (usually a module) and collect its components.
@@ -155,8 +169,10 @@ class Registry:
             self.manager.register(module, name=info.name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"{info.origin} is invalid: {exc}") from exc
+        except ValueError as exc:  # pluggy: this object or name is registered already
+            raise PluginError(f"{info.origin} cannot be registered twice: {exc}") from exc
         for caller in self.manager.get_hookcallers(module) or []:
-            if caller.spec is None:
+            if caller.spec is None:  # a hook name no spec declares: misspelt
                 self.manager.unregister(module)
                 raise PluginError(
                     f"{info.origin} implements '{caller.name}', which is not a core hook"
@@ -220,9 +236,11 @@ class Registry:
                 lines.append(f"{info.origin} failed to import, it may provide '{name}': {info.error}")
             elif info.status == "unavailable":
                 lines.append(f"{info.origin} is unavailable, it may provide '{name}': {info.error}")
-            elif info.status in ("disabled", "not selected"):
-                how = "disabled by plugins.disable" if info.status == "disabled" else "not in plugins.only"
-                lines.append(f"{info.origin} is {how}; it may provide '{name}'")
+            elif info.status == "disabled":
+                lines.append(f"{info.origin} is disabled by plugins.disable; it may provide '{name}'")
+            elif info.status == "not selected":
+                why = f"{AUTOLOAD_ENV} is set and it is not in plugins.only" if self.autoload_off else "not in plugins.only"
+                lines.append(f"{info.origin} is not loaded ({why}); it may provide '{name}'")
         raise ConfigError(path, "\n  ".join(lines), fix="check the spelling, or install/enable the plugin that provides it")
 
     def failed(self) -> list[PluginInfo]:

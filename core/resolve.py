@@ -165,4 +165,4 @@ def check_trainer(options: dict[str, Any]) -> dict[str, Any]:
     for key in options:
         if key in MANAGED_TRAINER_KEYS:
             raise ConfigError(f"trainer.{key}", f"'{key}' is set by core-train itself", fix=f"remove trainer.{key}")
-    return validate_options(lightning.Trainer, options, "trainer", "lightning.Trainer")
+    return validate_options(lightning.Trainer, options, "trainer", "lightning.Trainer", skip=MANAGED_TRAINER_KEYS)

@@ -80,6 +80,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from core.callbacks import ResumeHint
     from core.curves import plot_curves
     from core.metrics_log import RunLogger, truncate_after
 
@@ -97,7 +98,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=RunLogger(run_dir),
-        callbacks=[best, last],
+        callbacks=[best, last, ResumeHint()],
         use_distributed_sampler=False,
         **config.trainer,
     )
@@ -107,8 +108,10 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
 
         # last.ckpt is written at the end of epoch `epoch`; rows of later epochs are redone
         truncate_after(run_dir, torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None)
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False)
+    # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None, weights_only=True)
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
+                           weights_only=True)
     if trainer.is_global_zero:
         plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     if sweep is not None:  # the module now holds the best checkpoint's weights

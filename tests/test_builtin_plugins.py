@@ -117,3 +117,12 @@ def test_simple_cnn_gives_one_output_per_head():
     assert out["digit"].shape == (5, 10) and out["parity"].shape == (5, 2)
     with pytest.raises(ValueError, match="takes images \\(C, H, W\\)"):
         SimpleCNN(type(meta)("x", (5, 3, 32, 32), {"a": 2}, {}))
+
+
+def test_a_transform_with_no_stage_is_a_config_error():
+    class Nowhere(Transform):
+        def __call__(self, batch):
+            return batch
+
+    with pytest.raises(ConfigError, match="config error at t.0: transform 'nowhere' declares no stage"):
+        Float32Storage().plan([Step("t.0", "nowhere", Nowhere())], "digits")

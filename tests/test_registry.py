@@ -138,3 +138,40 @@ def test_require_checks_installed_versions():
         Registry.load(require={"nope-dist": ">=1"})
     with pytest.raises(ConfigError, match="'banana' is not a version specifier"):
         Registry.load(require={"core-train": "banana"})
+
+
+def test_a_registration_hook_that_raises_marks_the_plugin_failed(make_plugin_dist, caplog):
+    make_plugin_dist("raiser", """
+        from core import hookimpl
+
+        @hookimpl
+        def core_models():
+            raise RuntimeError("boom")
+    """)
+    with caplog.at_level(logging.WARNING, logger="core"):
+        registry = Registry.load()
+    assert registry.plugins["raiser"].status == "failed"
+    assert "a registration hook raised RuntimeError: boom" in registry.plugins["raiser"].error
+    assert registry.plugins["pixelnorm"].status == "loaded"
+
+
+def test_listing_is_not_strict_about_an_invalid_plugin(make_plugin_dist):
+    make_plugin_dist("typo", """
+        from core import hookimpl
+
+        @hookimpl
+        def core_transfroms():
+            return {}
+    """)
+    with pytest.raises(PluginError, match="implements 'core_transfroms'"):
+        Registry.load()
+    registry = Registry.load(strict=False)
+    assert registry.plugins["typo"].status == "invalid" and "core_transfroms" in registry.plugins["typo"].error
+    assert registry.plugins["pixelnorm"].status == "loaded"
+
+
+def test_an_empty_only_list_loads_nothing(monkeypatch):
+    assert not any(p.status == "loaded" for p in Registry.load(only=[]).plugins.values())
+    monkeypatch.setenv("CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    with pytest.raises(ConfigError, match="is not loaded \\(CORE_DISABLE_PLUGIN_AUTOLOAD is set and it is not in plugins.only\\)"):
+        Registry.load().get("transform", "pixelnorm", "data.transforms.0")

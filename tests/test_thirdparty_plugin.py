@@ -1,5 +1,6 @@
 """The example third-party package, installed for real, is found, used and disabled by name."""
 
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,9 @@ def installed(tmp_path_factory):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+    source = ROOT / "examples" / "thirdparty-plugin"
+    for leftover in (source / "build", source / "core_thirdparty_example.egg-info"):  # setuptools builds in place
+        shutil.rmtree(leftover, ignore_errors=True)
     return {"PYTHONPATH": str(target)}
 
 

@@ -18,6 +18,7 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         core_log = logging.getLogger("core")
+        saved = core_log.level, core_log.propagate
         core_log.addHandler(handler)
         core_log.setLevel(logging.INFO)  # plugins' notes (e.g. FFCV's adjustments) reach the user
         core_log.propagate = False
@@ -34,5 +35,7 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
             return 130
         finally:
             core_log.removeHandler(handler)
+            core_log.setLevel(saved[0])
+            core_log.propagate = saved[1]
 
     return wrapper

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.registry import Registry
 
-    registry = Registry.load(disable=args.disable)
+    registry = Registry.load(disable=args.disable, strict=False)
     plugins = sorted(registry.plugins.values(), key=lambda info: info.name)
     if args.json:
         rows = [
@@ -43,14 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(column)
     for info in plugins:
         components = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.components.items())
-        status = {"failed": "[red]failed[/red]", "unavailable": "[yellow]unavailable[/yellow]"}.get(info.status, info.status)
+        status = {"failed": "[red]failed[/red]", "invalid": "[red]invalid[/red]",
+                  "unavailable": "[yellow]unavailable[/yellow]"}.get(info.status, info.status)
         table.add_row(info.name, info.dist, info.version, status, f"{info.import_seconds * 1000:.1f}", components)
     console = make_console()
     console.print(table)
     for info in plugins:
-        if info.status in ("failed", "unavailable"):
-            colour = "red" if info.status == "failed" else "yellow"
-            verb = "failed to import" if info.status == "failed" else "is unavailable"
+        if info.status in ("failed", "invalid", "unavailable"):
+            colour = "yellow" if info.status == "unavailable" else "red"
+            verb = {"failed": "failed to import", "invalid": "is invalid", "unavailable": "is unavailable"}[info.status]
             console.print(f"[{colour}]{info.origin} {verb}:[/{colour}] {info.error}", highlight=False)
     return 0
 

@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
         lightning.seed_everything(config.seed, workers=True, verbose=False)
     resolved = resolve(config, registry)
+    sweep = None
+    if config.experiment is not None:
+        from core.experiment import plan_sweep
+
+        sweep = plan_sweep(resolved)
     if args.dry_run:
         from core.report import print_dry_run
 
@@ -57,11 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     from core.report import print_test_results
     from core.run import experiment_only, fit_and_test, prepare_run_dir, run_dir_of
 
-    sweep = None
-    if config.experiment is not None:
-        from core.experiment import plan_sweep
-
-        sweep = plan_sweep(resolved)
     check_fits(resolved.memory)
     if args.experiment_only:
         print_test_results(experiment_only(resolved, sweep, args.checkpoint), run_dir_of(config))
