@@ -161,10 +161,7 @@ class StorageBackend(ABC):
         prepare: list[Step] = []
         device: list[Step] = []
         for step in steps:
-            stages = step.transform.stages
-            if not stages & {PREPARE, DEVICE}:
-                raise ConfigError(step.path, f"transform '{step.name}' declares no stage (prepare or device) it can run in",
-                                  fix="the transform's plugin must set stages = frozenset({'prepare'}) or {'device'}")
+            stages = self.check_stages(step)
             if not device and PREPARE in stages:
                 prepare.append(step)
             elif DEVICE in stages:
@@ -179,6 +176,15 @@ class StorageBackend(ABC):
                     fix=f"list '{step.name}' before '{first.name}'",
                 )
         return prepare, device
+
+    @staticmethod
+    def check_stages(step: Step) -> frozenset[str]:
+        """The step's stages; a transform that declares none is a config error."""
+        stages = step.transform.stages
+        if not stages & {PREPARE, DEVICE}:
+            raise ConfigError(step.path, f"transform '{step.name}' declares no stage (prepare or device) it can run in",
+                              fix="the transform's plugin must set stages = frozenset({'prepare'}) or {'device'}")
+        return stages
 
     @abstractmethod
     def materialise(self, split: Split, prepare: list[Step]) -> dict[str, torch.Tensor]:

@@ -178,17 +178,26 @@ class Registry:
                     f"{info.origin} implements '{caller.name}', which is not a core hook"
                     f"{did_you_mean(caller.name, HOOK_NAMES)}",
                 )
-        for kind, hook_name in KINDS.items():
-            for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-                if impl.plugin is module:
-                    self._collect(kind, impl.function(), info)
+        provided: list[Component] = []
+        try:
+            for kind, hook_name in KINDS.items():
+                for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+                    if impl.plugin is module:
+                        provided += self._collect(kind, impl.function(), info)
+        except BaseException:
+            self.manager.unregister(module)  # all or nothing: a plugin that fails provides no component
+            raise
+        for found in provided:
+            self.components[found.kind][found.name] = found
+            info.components.setdefault(found.kind, []).append(found.name)
         self.plugins[info.name] = info
         return info
 
-    def _collect(self, kind: str, provided: Any, info: PluginInfo) -> None:
+    def _collect(self, kind: str, provided: Any, info: PluginInfo) -> list[Component]:
         hook_name = KINDS[kind]
         if not isinstance(provided, Mapping) or not all(isinstance(k, str) for k in provided):
             raise PluginError(f"{info.origin}: {hook_name}() must return {{name: factory}}, got {provided!r}")
+        found = []
         for name, factory in provided.items():
             if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
                 raise PluginError(
@@ -201,8 +210,8 @@ class Registry:
                     f"two plugins provide the {kind} '{name}': {other.origin} and {info.origin}\n"
                     f"  fix: disable one of them in the run, e.g. plugins: {{disable: [{info.name}]}}"
                 )
-            self.components[kind][name] = Component(kind, name, factory, info)
-            info.components.setdefault(kind, []).append(name)
+            found.append(Component(kind, name, factory, info))
+        return found
 
     def check_requirements(self, require: Mapping[str, str]) -> None:
         """Check ``plugins.require`` version specifiers against installed distributions."""

@@ -18,7 +18,8 @@ from core.kinds import InOrder
 from core.experiment import Sweep, run_sweep
 from core.resolve import ResolvedRun
 
-RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "checkpoints")
+RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "checkpoints", "experiment.csv",
+             "experiment.png")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -36,8 +37,9 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> Path:
             )
         return run_dir
     previous = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if previous and ("checkpoints" in previous or "metrics.csv" in previous):
-        if not overwrite:
+    if previous:
+        # a run stopped before its first checkpoint has nothing to continue: start it again
+        if last.is_file() and not overwrite:
             raise ConfigError(
                 "name",
                 f"run directory {run_dir} already holds a run ({', '.join(previous)})",

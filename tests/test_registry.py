@@ -175,3 +175,20 @@ def test_an_empty_only_list_loads_nothing(monkeypatch):
     monkeypatch.setenv("CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
     with pytest.raises(ConfigError, match="is not loaded \\(CORE_DISABLE_PLUGIN_AUTOLOAD is set and it is not in plugins.only\\)"):
         Registry.load().get("transform", "pixelnorm", "data.transforms.0")
+
+
+def test_a_plugin_whose_hook_raises_provides_nothing(make_plugin_dist):
+    make_plugin_dist("half", """
+        from core import hookimpl
+
+        @hookimpl
+        def core_transforms():
+            return {"half_t": "half_plugin:T"}
+
+        @hookimpl
+        def core_models():
+            raise RuntimeError("boom")
+    """)
+    registry = Registry.load()
+    assert registry.plugins["half"].status == "failed"
+    assert "half_t" not in registry.components["transform"]

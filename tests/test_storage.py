@@ -134,3 +134,10 @@ def test_datamodule_skips_train_only_transforms_when_evaluating():
     batch = next(iter(dm.test_dataloader()))
     out = dm.on_after_batch_transfer(batch, 0)  # no trainer: evaluation
     torch.testing.assert_close(out["stim"], batch["stim"].float())
+
+
+def test_uint8_refuses_a_float_stim_instead_of_destroying_it():
+    from core import DataError
+
+    with pytest.raises(DataError, match="storage 'uint8' holds raw uint8 pixels, but the dataset's stim is float32"):
+        Uint8Storage().materialise(Split({"stim": np.zeros((2, 1, 2, 2), np.float32)}), [])

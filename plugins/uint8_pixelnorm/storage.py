@@ -8,9 +8,10 @@ preparation (``fftwhitening``, ``temporal_basis``) cannot be applied: the plan r
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from core import DEVICE, ConfigError, Step
+from core import DEVICE, ConfigError, DataError, Split, Step
 from core.materialise import ChunkedStorage
 
 
@@ -21,7 +22,7 @@ class Uint8Storage(ChunkedStorage):
 
     def plan(self, steps: list[Step], dataset: str) -> tuple[list[Step], list[Step]]:
         for step in steps:
-            if DEVICE not in step.transform.stages:
+            if DEVICE not in self.check_stages(step):
                 raise ConfigError(
                     step.path,
                     f"dataset '{dataset}' has transform '{step.name}', which runs only at preparation, but "
@@ -30,3 +31,10 @@ class Uint8Storage(ChunkedStorage):
                     fix=f"use data.storage: bfloat16 (2x the memory of uint8) or float32 (4x) to apply '{step.name}'",
                 )
         return [], list(steps)
+
+    def materialise(self, split: Split, prepare: list[Step]) -> dict[str, torch.Tensor]:
+        dtype = split.fields["stim"].dtype
+        if dtype != np.uint8:  # casting floats to uint8 would silently destroy them
+            raise DataError(f"storage 'uint8' holds raw uint8 pixels, but the dataset's stim is {dtype}; "
+                            "use data.storage: bfloat16 or float32")
+        return super().materialise(split, prepare)
