@@ -6,7 +6,9 @@ into float32 only if prepare-stage transforms run, transformed, and written into
 of the final dtype allocated once. The whole dataset never exists in float32: the peak is
 the stored size plus the transforms' working memory for one chunk (a few chunk-sized
 float32 intermediates: an FFT keeps about five alive), which is why chunks are sized in
-bytes (``CHUNK_BYTES`` of float32 per chunk by default), not in samples.
+bytes (at most ``CHUNK_BYTES`` of float32, at most a ``CHUNKS_AT_LEAST``-th of the split),
+not in samples, and why large allocations are memory-mapped (freed chunks go back to the
+OS at once).
 """
 
 from __future__ import annotations
@@ -19,22 +21,25 @@ import torch
 
 from core.kinds import Batch, Split, Step, StorageBackend
 
-CHUNK_BYTES = 8 * 2**20
+CHUNK_BYTES = 64 * 2**20  # float32 per chunk for large datasets: few chunks, little per-chunk overhead
+CHUNKS_AT_LEAST = 64  # smaller datasets use smaller chunks, so the transient stays a small share
 
 
-def chunk_samples(sample_shape: tuple[int, ...], chunk_size: int | None) -> int:
-    """Samples per chunk: ``chunk_size`` if given, else as many as fill ``CHUNK_BYTES`` as float32."""
+def chunk_samples(n: int, sample_shape: tuple[int, ...], chunk_size: int | None) -> int:
+    """Samples per chunk: ``chunk_size`` if given, else ``CHUNK_BYTES`` of float32, or a
+    ``CHUNKS_AT_LEAST``-th of the split when that is smaller (at least 1 MiB)."""
     if chunk_size is not None:
         return chunk_size
-    values = int(np.prod(sample_shape)) if sample_shape else 1
-    return max(1, CHUNK_BYTES // (4 * max(values, 1)))
+    sample_bytes = 4 * max(int(np.prod(sample_shape)) if sample_shape else 1, 1)
+    target = min(CHUNK_BYTES, max(2**20, n * sample_bytes // CHUNKS_AT_LEAST))
+    return max(1, target // sample_bytes)
 
 
 def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, chunk_size: int | None) -> dict[str, torch.Tensor]:
     """``split`` as tensors: ``stim`` in ``dtype`` after ``prepare``; other fields as they are."""
     stim = split.fields["stim"]
     rest = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in split.fields.items() if key != "stim"}
-    step = chunk_samples(tuple(stim.shape[1:]), chunk_size)
+    step = chunk_samples(len(stim), tuple(stim.shape[1:]), chunk_size)
     if not prepare and np.dtype(stim.dtype) == _numpy_dtype(dtype):
         if isinstance(stim, np.ndarray):
             return {"stim": torch.from_numpy(np.ascontiguousarray(stim)), **rest}  # already what we store: no copy
@@ -47,6 +52,7 @@ def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, c
             else:
                 target[window] = stim[window]
         return {"stim": out, **rest}
+    _map_large_allocations()
     out: torch.Tensor | None = None
     for start in range(0, len(stim), step):
         chunk = torch.from_numpy(np.ascontiguousarray(stim[start : start + step]))
@@ -59,29 +65,29 @@ def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, c
             out = torch.empty((len(stim), *chunk.shape[1:]), dtype=dtype)
         out[start : start + len(chunk)] = chunk
         del chunk  # free this chunk's float32 before the next one is read
-        if prepare:
-            _return_freed_memory()
     if out is None:  # an empty split
         out = torch.empty((0, *stim.shape[1:]), dtype=dtype)
     return {"stim": out, **rest}
 
 
-def _return_freed_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc keeps chunk-sized blocks below its mmap
-    threshold otherwise, and resident memory would grow by several chunks)."""
+def _map_large_allocations() -> None:
+    """Make glibc serve allocations of 1 MiB and more from fresh memory maps, which go back to
+    the OS when freed. By default its mmap threshold grows after the first large free, and the
+    freed chunk buffers then stay in the heap: resident memory would grow by several chunks."""
     if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 2**20)
 
 
 def _load_libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 (glibc only)
+        libc.mallopt  # noqa: B018 (glibc only)
         return libc
     except (OSError, AttributeError):
         return None
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _LIBC = _load_libc()
 
 
@@ -99,7 +105,7 @@ class ChunkedStorage(StorageBackend):
     torch_dtype: ClassVar[torch.dtype]
 
     def __init__(self, chunk_size: int | None = None) -> None:
-        """``chunk_size``: samples prepared at a time (default: 8 MiB of float32 per chunk)."""
+        """``chunk_size``: samples prepared at a time (default: sized in bytes, see ``chunk_samples``)."""
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
         self.chunk_size = chunk_size
