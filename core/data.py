@@ -162,7 +162,3 @@ class CoreDataModule(lightning.LightningDataModule):
         if precision.startswith("16"):
             return torch.float16
         return torch.float64 if precision.startswith("64") else torch.float32
-
-    def bytes_held(self) -> int:
-        return sum(t.numel() * t.element_size() for split in self.splits.values() for t in split.values())
-

@@ -252,8 +252,6 @@ class Registry:
                 lines.append(f"{info.origin} is not loaded ({why}); it may provide '{name}'")
         raise ConfigError(path, "\n  ".join(lines), fix="check the spelling, or install/enable the plugin that provides it")
 
-    def failed(self) -> list[PluginInfo]:
-        return [info for info in self.plugins.values() if info.status == "failed"]
 
 
 def _dist_of(ep: Any) -> tuple[str, str]:

@@ -38,7 +38,8 @@ def test_datamodule_prepares_then_finishes_on_the_device():
     dm.setup("fit")
     assert set(dm.splits) == {"train", "val"}
     assert dm.splits["train"]["stim"].dtype == torch.float32
-    assert dm.bytes_held() == 2 * (10 * 4 * 4 + 10 * 8)
+    held = sum(t.numel() * t.element_size() for split in dm.splits.values() for t in split.values())
+    assert held == 2 * (10 * 4 * 4 + 10 * 8)
     batch = next(iter(dm.train_dataloader()))
     finished = dm.on_after_batch_transfer(batch, 0)  # no trainer: float32
     torch.testing.assert_close(finished["stim"], (batch["stim"] - 127) / 255)
