@@ -253,7 +253,6 @@ class Registry:
         raise ConfigError(path, "\n  ".join(lines), fix="check the spelling, or install/enable the plugin that provides it")
 
 
-
 def _dist_of(ep: Any) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     if dist is None:
