@@ -9,8 +9,12 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401
 import pytest
 
+# hypothesis is imported (and its modules assertion-rewritten) before any test runs: after FFCV's
+# numba threads have run, CPython 3.11.7's ast.parse can fail with "AST constructor recursion
+# depth mismatch" (a CPython 3.11 bug), which hit hypothesis's late import in pytest's summary.
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from ffcv.traversal_order.base import TraversalOrder
 
 from core import Batch, ConfigError, InOrder, Stream
@@ -100,11 +101,13 @@ class FFCVStream(Stream):
         pipelines.update({name: [NDArrayDecoder(), ToTensor()] for name in self.arrays})
         pipelines.update({name: None for name in self.fields if name not in pipelines})  # not decoded at all
         quasi = options.order == "quasi_random"
+        threads = torch.get_num_threads()  # FFCV sets torch's thread count to its own; ours stays
         loader = Loader(
             str(self.path), batch_size=batch_size, num_workers=workers, os_cache=options.os_cache,
             order=OrderOption.QUASI_RANDOM if quasi else OrderOption.SEQUENTIAL, seed=seed,
             pipelines=pipelines, drop_last=options.drop_last, batches_ahead=options.batches_ahead,
         )
+        torch.set_num_threads(threads)
         if not quasi:
             loader.traversal_order = ShardedOrder(loader, options.order == "random", rank, world_size)
             loader.first_traversal_order = loader.next_traversal_order()
@@ -148,13 +151,13 @@ class FFCVBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
-        import torch
-
         self.loader.next_epoch = self.epoch()
+        threads = torch.get_num_threads()
         # FFCV allocates its batch buffers here and fills them from its own thread; inference mode is
         # thread-local, so buffers made under Lightning's evaluation inference mode could not be filled
         with torch.inference_mode(False):
             batches = iter(self.loader)
+        torch.set_num_threads(threads)  # FFCV set torch's thread count to its num_workers again
         for values in batches:
             # labels become int64 (new tensors); stim stays FFCV's uint8 buffer until the device
             yield {key: value.long() if key in self.heads else value for key, value in zip(self.keys, values)}
