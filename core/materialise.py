@@ -52,7 +52,7 @@ def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, c
             else:
                 target[window] = stim[window]
         return {"stim": out, **rest}
-    _map_large_allocations()
+    _mmap_threshold(2**20)
     out: torch.Tensor | None = None
     for start in range(0, len(stim), step):
         chunk = torch.from_numpy(np.ascontiguousarray(stim[start : start + step]))
@@ -65,17 +65,20 @@ def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, c
             out = torch.empty((len(stim), *chunk.shape[1:]), dtype=dtype)
         out[start : start + len(chunk)] = chunk
         del chunk  # free this chunk's float32 before the next one is read
+    _mmap_threshold(_MMAP_THRESHOLD_MAX)
     if out is None:  # an empty split
         out = torch.empty((0, *stim.shape[1:]), dtype=dtype)
     return {"stim": out, **rest}
 
 
-def _map_large_allocations() -> None:
-    """Make glibc serve allocations of 1 MiB and more from fresh memory maps, which go back to
-    the OS when freed. By default its mmap threshold grows after the first large free, and the
-    freed chunk buffers then stay in the heap: resident memory would grow by several chunks."""
+def _mmap_threshold(size: int) -> None:
+    """Set glibc's mmap threshold. During preparation it is 1 MiB: chunk-sized buffers are then
+    fresh memory maps that go back to the OS when freed (by default the threshold grows after the
+    first large free and freed chunks stay in the heap: resident memory would grow by several
+    chunks). Afterwards it is glibc's own ceiling, so training's batch tensors reuse heap memory
+    instead of paying a map and page faults per allocation."""
     if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, 2**20)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, size)
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -88,6 +91,7 @@ def _load_libc() -> ctypes.CDLL | None:
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems
 _LIBC = _load_libc()
 
 
