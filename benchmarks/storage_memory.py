@@ -75,7 +75,8 @@ def child(backend_name: str, path: str) -> dict:
     import h5py
 
     from core import DatasetMeta, Split, Step
-    from core.memory import stored_bytes, stored_layout
+    from core.kinds import layouts
+    from core.memory import stored_bytes
     from plugins.cast.storage import BFloat16Storage, Float32Storage
     from plugins.pixelnorm.transform import PixelNorm
     from plugins.uint8_pixelnorm.storage import Uint8Storage
@@ -111,7 +112,7 @@ def child(backend_name: str, path: str) -> dict:
         "held": sum(t.numel() * t.element_size() for t in held.values()),
         "stim": held["stim"].numel() * held["stim"].element_size(),
         "dtype": str(held["stim"].dtype),
-        "planner": stored_bytes(meta, stored_layout(meta, prepare), backend.bytes_per_value),
+        "planner": stored_bytes(meta, layouts(meta.layout, prepare, meta.name)[-1], backend.bytes_per_value),
         "before": before, "peak": peak, "after": after, "trimmed": trimmed, "seconds": seconds,
     }
 

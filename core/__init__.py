@@ -27,6 +27,7 @@ from core.kinds import (
     StorageBackend,
     Stream,
     Transform,
+    layouts,
 )
 
 hookimpl = pluggy.HookimplMarker("core")
@@ -44,6 +45,7 @@ __all__ = [
     "DatasetMeta",
     "DatasetTool",
     "InOrder",
+    "layouts",
     "Layout",
     "Model",
     "PluginError",

@@ -17,7 +17,7 @@ from typing import Any
 
 from core.config import component
 from core.errors import ConfigError, choices_text, did_you_mean
-from core.kinds import Step, Transform
+from core.kinds import Step, Transform, layouts
 from core.resolve import ResolvedRun, check
 
 STEP_METRIC = re.compile(r"^test/(?P<head>.+)_acc_step(?P<t>\d+)$")
@@ -51,21 +51,14 @@ def plan_sweep(resolved: ResolvedRun) -> Sweep:
     if option not in known:
         raise ConfigError("experiment.parameter", f"transform '{name}' has no option '{option}'{did_you_mean(option, known)}",
                           fix=f"its options are: {', '.join(known)}")
+    ordered = resolved.prepare + resolved.device
+    before = layouts(resolved.meta.layout, ordered, resolved.meta.name)[ordered.index(step)]
     transforms = []
     for i, value in enumerate(section.values):
         built = check(resolved.registry, "transform", {name: {**options, option: value}}, f"experiment.values.{i}").build()
-        built.output_layout(_layout_before(resolved, step))
+        built.output_layout(before)
         transforms.append(built)
     return Sweep(resolved.device.index(step), section.parameter, list(section.values), transforms)
-
-
-def _layout_before(resolved: ResolvedRun, target: Step) -> Any:
-    layout = resolved.meta.layout
-    for step in resolved.prepare + resolved.device:
-        if step is target:
-            break
-        layout = step.transform.output_layout(layout)
-    return layout
 
 
 def run_sweep(sweep: Sweep, module: Any, datamodule: Any, trainer_options: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:

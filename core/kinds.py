@@ -145,6 +145,21 @@ class Step:
     transform: Transform
 
 
+def layouts(start: Layout, steps: list[Step], dataset: str) -> list[Layout]:
+    """The ``stim`` layout before each step and after the last (``len(steps) + 1`` entries).
+
+    A transform that cannot take its input layout raises ``ValueError``; that becomes a
+    config error at the transform's YAML path.
+    """
+    found = [start]
+    for step in steps:
+        try:
+            found.append(step.transform.output_layout(found[-1]))
+        except ValueError as exc:
+            raise ConfigError(step.path, f"transform '{step.name}' of dataset '{dataset}': {exc}") from None
+    return found
+
+
 class StorageBackend(ABC):
     """Kind ``storage``: how an in-RAM dataset is held and finished on the device.
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from core.errors import ConfigError
-from core.kinds import DatasetMeta, Layout, Step, StorageBackend
+from core.kinds import DatasetMeta, Layout, Step, StorageBackend, layouts
 
 LABEL_BYTES = 8  # int64 per head per sample
 
@@ -59,13 +59,6 @@ def stored_bytes(meta: DatasetMeta, layout: Layout, bytes_per_value: int) -> int
     return samples * (layout.size() * bytes_per_value + LABEL_BYTES * len(meta.heads))
 
 
-def stored_layout(meta: DatasetMeta, prepare: list[Step]) -> Layout:
-    layout = meta.layout
-    for step in prepare:
-        layout = step.transform.output_layout(layout)
-    return layout
-
-
 def plan_memory(
     meta: DatasetMeta,
     chosen: str,
@@ -90,7 +83,7 @@ def plan_memory(
         except ConfigError as exc:
             rows.append(PlanRow(name, None, reason=f"cannot hold these transforms: {exc.message.split(',')[0]}"))
             continue
-        rows.append(PlanRow(name, stored_bytes(meta, stored_layout(meta, prepare), backend.bytes_per_value)))
+        rows.append(PlanRow(name, stored_bytes(meta, layouts(meta.layout, prepare, meta.name)[-1], backend.bytes_per_value)))
     if accelerator_free is not None:
         return MemoryPlan(meta.name, rows, chosen, accelerator_free, "accelerator memory")
     if budget is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.config import RunConfig, component
 from core.errors import ConfigError, choices_text, did_you_mean
-from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend
+from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory
 from core.options import validate_options
 from core.registry import Component, Registry
@@ -107,12 +107,7 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
         raise ConfigError(prepare[0].path, f"format '{fmt_c.used.name}' streams batches from disk, so transform "
                           f"'{prepare[0].name}' cannot run once at preparation",
                           fix="use transforms that run on the device, or convert the data to a format held in RAM")
-    layout = meta.layout
-    for step in prepare + device:
-        try:
-            layout = step.transform.output_layout(layout)
-        except ValueError as exc:
-            raise ConfigError(step.path, f"transform '{step.name}' of dataset '{meta.name}': {exc}") from None
+    layout = layouts(meta.layout, prepare + device, meta.name)[-1]
     memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
                          data.memory_budget, _accelerator_free(config), streamed=fmt.streams)
     sampler = sampler_c.build()
