@@ -33,6 +33,7 @@ class Cifar100MH(DataFormat):
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
         self.root, self.val_fraction, self.split_seed = Path(root), val_fraction, split_seed
+        self._records: dict[str, Records] = {}
 
     @cached_property
     def info(self) -> DatasetInfo:
@@ -50,7 +51,11 @@ class Cifar100MH(DataFormat):
         )
 
     def records(self, file_split: str) -> Records:
-        return load_batch(self.root / BATCH_FILES[file_split], self.info, file_split)
+        """One batch file, parsed once (train and val both come from ``train_batch``; the
+        pixels stay a memory map until a storage backend copies them)."""
+        if file_split not in self._records:
+            self._records[file_split] = load_batch(self.root / BATCH_FILES[file_split], self.info, file_split)
+        return self._records[file_split]
 
     def open(self, split: str) -> Split:
         records = self.records("test" if split == "test" else "train")
