@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import Sampler as TorchSampler
 
-from core.kinds import Batch, DataFormat, Sampler, Step, StorageBackend, Stream
+from core.kinds import Batch, DataFormat, DiskSplit, Sampler, Step, StorageBackend, Stream
 
 
 class TensorBatches(Dataset):
@@ -30,6 +30,19 @@ class TensorBatches(Dataset):
     def __getitem__(self, index: torch.Tensor) -> Batch:
         # index_select is ~20x faster than advanced indexing for uint8 rows on the CPU
         return {key: value.index_select(0, index) for key, value in self.tensors.items()}
+
+
+class DiskBatches(Dataset):
+    """Indexed by a whole batch of indices, read from disk by the format's :class:`DiskSplit`."""
+
+    def __init__(self, split: DiskSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: torch.Tensor) -> Batch:
+        return {key: torch.from_numpy(value) for key, value in self.split.read(index.numpy()).items()}
 
 
 class IndexBatches(TorchSampler):
@@ -90,14 +103,18 @@ class CoreDataModule(lightning.LightningDataModule):
         self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
         self.splits: dict[str, dict[str, torch.Tensor]] = {}
         self.streams: dict[str, Stream] = {}
+        self.on_disk: dict[str, DiskSplit] = {}
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
         for split in wanted:
-            if split not in self.splits and split not in self.streams:
+            if split not in self.splits and split not in self.streams and split not in self.on_disk:
                 opened = self.fmt.open(split)
                 if isinstance(opened, Stream):
                     self.streams[split] = opened
+                    continue
+                if isinstance(opened, DiskSplit):
+                    self.on_disk[split] = opened
                     continue
                 held = self.storage.materialise(opened, self.prepare)
                 target = self._data_device()
@@ -123,8 +140,8 @@ class CoreDataModule(lightning.LightningDataModule):
                 batch_size=self.batch_size, train=split == "train", seed=self.seed, epoch=self._epoch,
                 rank=rank, world_size=world_size, num_workers=self.num_workers,
             )
-        batches = TensorBatches(self.splits[split])
-        on_device = self._data_device()
+        batches = DiskBatches(self.on_disk[split]) if split in self.on_disk else TensorBatches(self.splits[split])
+        on_device = self._data_device() if split in self.splits else None
         order = IndexBatches(sampler, len(batches), self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
         return DataLoader(
             batches,
@@ -137,8 +154,10 @@ class CoreDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> Iterable[Batch]:
         # drop the last partial batch (as FFCV and most training loops do), unless it is the only one
-        held = self.splits.get("train")
-        return self._loader("train", self.sampler, drop_last=held is None or len(held["stim"]) > self.batch_size)
+        if "train" in self.streams:
+            return self._loader("train", self.sampler, drop_last=True)
+        n = len(self.on_disk["train"]) if "train" in self.on_disk else len(self.splits["train"]["stim"])
+        return self._loader("train", self.sampler, drop_last=n > self.batch_size)
 
     def val_dataloader(self) -> Iterable[Batch]:
         return self._loader("val", self.eval_sampler, False)

@@ -51,8 +51,10 @@ class DatasetMeta:
     """What a format knows about a dataset without reading its samples.
 
     ``stim_shape`` is the shape of one stored sample's ``stim`` (e.g. ``(3, 32, 32)``) and
-    ``stim_axes`` names its axes (``"CHW"``, ``"THW"``, ...), ``heads`` maps each label head
-    to its number of classes, ``split_sizes`` gives the number of samples per split.
+    ``stim_axes`` names its axes (``"CHW"``, ``"TCHW"``, ...), ``heads`` maps each label head
+    to its number of classes, ``split_sizes`` gives the number of samples per split and
+    ``fields`` the other per-sample arrays a batch carries (``responses``, ``contrast``) as
+    ``{name: (shape of one sample, dtype)}``, for the memory planner and the models.
     """
 
     name: str
@@ -61,6 +63,7 @@ class DatasetMeta:
     split_sizes: dict[str, int]
     stim_dtype: str = "uint8"
     stim_axes: str = "CHW"
+    fields: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,6 +84,23 @@ class Split:
         return len(next(iter(self.fields.values())))
 
 
+class DiskSplit(ABC):
+    """A split read from disk a batch at a time (random access, nothing held in RAM).
+
+    The core gathers batches with ``read(indices)`` in DataLoader workers, as it gathers
+    from tensors in RAM: the same sampler, the same order. The object is pickled into (or
+    forked with) each worker, so file handles must be opened lazily in the process that
+    reads, never carried across a fork.
+    """
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The samples at ``indices`` (in that order), one array per field."""
+
+
 class Stream(ABC):
     """A split that delivers its own batches (FFCV's compiled loader, a WebDataset pipeline)
     instead of arrays the core holds in RAM. Batches are dicts like any other; the storage
@@ -99,8 +119,10 @@ class DataFormat(ABC):
 
     ``meta()`` must be cheap (headers only: it runs during ``--dry-run``); ``open(split)``
     gives one split's samples as a :class:`Split` (arrays, held in RAM by the storage
-    backend) or, when ``streams`` is true, as a :class:`Stream` (batches from the format's
-    own loader; prepare-stage transforms then cannot run).
+    backend) or, when ``streams`` is true (a class or instance attribute), as a
+    :class:`Stream` (batches from the format's own loader) or a :class:`DiskSplit` (batches
+    read from disk by index). Streamed data is never held in RAM, so prepare-stage
+    transforms cannot run on it.
     """
 
     streams: ClassVar[bool] = False

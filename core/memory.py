@@ -4,7 +4,7 @@ Computed before anything is loaded, from the format's metadata (split sizes, sam
 layout), the transforms' output layouts and each backend's bytes per value. ``--dry-run``
 prints the table; a run whose chosen backend does not fit stops before loading with the
 table and the fix. The estimate counts exactly what the backends allocate: ``stim`` of every
-split in the backend's dtype plus the label arrays (int64).
+split in the backend's dtype plus the label arrays (int64) and other fields as stored.
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ class MemoryPlan:
 
 
 def stored_bytes(meta: DatasetMeta, layout: Layout, bytes_per_value: int) -> int:
-    """Bytes held for every split: ``stim`` in ``layout`` at ``bytes_per_value`` plus int64 labels."""
+    """Bytes held for every split: ``stim`` in ``layout`` at ``bytes_per_value``, int64 labels
+    and the other fields (``responses``, ...) as they are stored."""
+    import numpy as np
+
     samples = sum(meta.split_sizes.values())
-    return samples * (layout.size() * bytes_per_value + LABEL_BYTES * len(meta.heads))
+    fields = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in meta.fields.values())
+    return samples * (layout.size() * bytes_per_value + LABEL_BYTES * len(meta.heads) + fields)
 
 
 def plan_memory(
