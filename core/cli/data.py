@@ -2,6 +2,7 @@
 
     core-data info FORMAT [--option K=V ...]                 a format's metadata
     core-data convert --from FORMAT [--option K=V ...] --to TOOL [--to-option K=V ...] OUT
+    core-data make-sessions [--option K=V ...] OUT           synthetic recording sessions (hdf5 tool)
     core-data inspect [--format TOOL] [--json] PATH          what a dataset on disk holds
     core-data validate [--format TOOL] PATH                  every problem, exit 1 if any
 
@@ -31,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", dest="tool", required=True, help="the dataset tool, e.g. cifar100mh")
     convert.add_argument("--to-option", action="append", default=[], metavar="KEY=VALUE", help="a writer option")
     convert.add_argument("out", help="where to write the dataset")
+    sessions = sub.add_parser("make-sessions", help="write synthetic sessions from a known linear-nonlinear-Poisson model")
+    sessions.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                          help="sessions, trials, size, neurons, frames, classes, seed, chunk_rows, compression")
+    sessions.add_argument("out", help="the folder to write session_XX.h5 files to")
     for name, text in (("inspect", "describe a dataset on disk"), ("validate", "check a dataset on disk")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("path")
@@ -83,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
                                    skip=("source", "out"))
         tool.write(source, Path(args.out), **options)
         print(f"wrote {args.source} as {args.tool} to {args.out}")
+        return 0
+    if args.command == "make-sessions":
+        from core.options import validate_options
+
+        tool = check(registry, "tool", "hdf5", "make-sessions").build()
+        options = validate_options(tool.make_sessions, _options(args.option), "--option", "make-sessions", skip=("out",))
+        tool.make_sessions(Path(args.out), **options)
         return 0
     path = Path(args.path)
     tool = _tool(registry, args.tool, path)

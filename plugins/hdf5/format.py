@@ -1,0 +1,136 @@
+"""Format ``hdf5``: recording sessions, one HDF5 file each, as one dataset.
+
+``mode: memory`` reads the sessions once, chunk by chunk, into the run's storage backend
+(uint8 by default: the smallest form). ``mode: lazy`` keeps nothing in RAM: each batch is
+read from disk in the DataLoader workers (sorted, span-merged reads through a bounded pool
+of per-process handles, see :mod:`plugins.hdf5.reader`). Both modes read through the same
+code, so they give identical samples.
+
+Trials are assigned to splits by the file's ``split`` dataset when it has one, else by a
+fixed permutation per session (``val_fraction``, ``test_fraction``, ``split_seed``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from core import SPLITS, DataError, DataFormat, DatasetMeta, Split
+from plugins.hdf5.reader import HandlePool, Rows, SessionRows
+from plugins.hdf5.session import SPLIT_CODES, SessionInfo, expand_paths, open_file, read_info
+
+OPTIONAL = ("responses", "contrast", "label")
+
+
+class HDF5Sessions(DataFormat):
+    def __init__(
+        self,
+        paths: str | list[str],
+        mode: Literal["memory", "lazy"] = "memory",
+        max_open_files: int = 8,
+        rdcc_nbytes: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+    ) -> None:
+        """``paths``: session files or globs. ``max_open_files``: open handles per process
+        (least recently used closed first). ``rdcc_nbytes``: HDF5 chunk cache per dataset
+        (default: four of the file's largest chunks, at least h5py's 1 MiB)."""
+        if max_open_files < 1:
+            raise ValueError(f"max_open_files must be at least 1, not {max_open_files}")
+        if rdcc_nbytes is not None and rdcc_nbytes < 0:
+            raise ValueError(f"rdcc_nbytes must be >= 0, not {rdcc_nbytes}")
+        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+            raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be >= 0 and sum below 1")
+        self.paths, self.mode = expand_paths(paths), mode
+        self.streams = mode == "lazy"
+        self.fractions, self.split_seed = {"val": val_fraction, "test": test_fraction}, split_seed
+        self.pool = HandlePool(max_open_files, rdcc_nbytes)
+
+    @cached_property
+    def sessions(self) -> list[SessionInfo]:
+        sessions = [read_info(path) for path in self.paths]
+        first = sessions[0]
+        for other in sessions[1:]:
+            for name in ("stim", *OPTIONAL):
+                mine, theirs = first.sample_shapes.get(name), other.sample_shapes.get(name)
+                if (mine is None) != (theirs is None):
+                    has, lacks = (first, other) if mine is not None else (other, first)
+                    raise DataError(f"{has.path} has '{name}' but {lacks.path} has none; sessions read as one dataset "
+                                    f"must hold the same datasets (remove '{name}' or add it to every session)")
+                if mine != theirs:
+                    raise DataError(f"{first.path} and {other.path} differ in {name}: one trial is {mine} in the first "
+                                    f"and {theirs} in the second; sessions read as one dataset must agree (list "
+                                    "sessions with other shapes as a separate dataset)")
+            if other.head_name != first.head_name:
+                raise DataError(f"{first.path} names its label '{first.head_name}', {other.path} '{other.head_name}'")
+        return sessions
+
+    @cached_property
+    def assignment(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(file index, trial) of every sample of each split."""
+        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {split: [] for split in SPLITS}
+        for index, info in enumerate(self.sessions):
+            codes = self._split_codes(info)
+            for split, code in SPLIT_CODES.items():
+                rows = np.flatnonzero(codes == code)
+                parts[split].append((np.full(len(rows), index, dtype=np.int32), rows.astype(np.int64)))
+        return {split: (np.concatenate([f for f, _ in p]), np.concatenate([r for _, r in p])) for split, p in parts.items()}
+
+    def _split_codes(self, info: SessionInfo) -> np.ndarray:
+        if "split" in info.sample_shapes:
+            with open_file(info.path) as f:
+                codes = f["split"][()]
+            if not np.isin(codes, list(SPLIT_CODES.values())).all():
+                raise DataError(f"{info.path}: split holds {sorted(set(np.unique(codes)) - {0, 1, 2})}; "
+                                "use 0 (train), 1 (val) or 2 (test)")
+            return codes
+        order = np.random.default_rng([self.split_seed, zlib.crc32(info.name.encode())]).permutation(info.n)
+        n_test, n_val = round(info.n * self.fractions["test"]), round(info.n * self.fractions["val"])
+        codes = np.zeros(info.n, dtype=np.uint8)
+        codes[order[:n_test]] = SPLIT_CODES["test"]
+        codes[order[n_test:n_test + n_val]] = SPLIT_CODES["val"]
+        return codes
+
+    def _heads(self) -> dict[str, int]:
+        first = self.sessions[0]
+        if "label" not in first.sample_shapes:
+            return {}
+        declared = [s.label_classes for s in self.sessions if s.label_classes is not None]
+        if declared:
+            return {first.head_name: max(declared)}
+        highest = 0
+        for info in self.sessions:
+            with open_file(info.path) as f:
+                highest = max(highest, int(f["label"][()].max(initial=0)))
+        return {first.head_name: highest + 1}
+
+    def meta(self) -> DatasetMeta:
+        first = self.sessions[0]
+        fields = {name: (first.sample_shapes[name], "float32") for name in ("responses", "contrast")
+                  if name in first.sample_shapes}
+        name = first.name if len(self.sessions) == 1 else f"{first.name}+{len(self.sessions) - 1}"
+        return DatasetMeta(
+            name=name,
+            stim_shape=first.sample_shapes["stim"],
+            stim_axes=first.stim_axes,
+            heads=self._heads(),
+            split_sizes={split: len(rows) for split, (_, rows) in self.assignment.items()},
+            fields=fields,
+            extra={"sessions": [s.name for s in self.sessions]},
+        )
+
+    def open(self, split: str) -> Split | SessionRows:
+        files, rows = self.assignment[split]
+        first = self.sessions[0]
+        keys = {name: (first.head_name if name == "label" else name)
+                for name in ("stim", *OPTIONAL) if name in first.sample_shapes}
+        reader = SessionRows(self.sessions, files, rows, keys, self.pool)
+        if self.mode == "lazy":
+            return reader
+        rest = [name for name in keys if name != "stim"]
+        held = reader.read_fields(np.arange(len(reader)), rest) if rest else {}
+        return Split({"stim": Rows(reader, "stim"), **held})

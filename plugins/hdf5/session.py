@@ -1,0 +1,137 @@
+"""The session layout: one HDF5 file per recording session (docs/formats/sessions.md).
+
+Datasets, all with the trial as first axis: ``stim`` (uint8; N x H x W, N x C x H x W or
+N x T x H x W), ``responses`` (float32; N x neurons or N x T x neurons), and optionally
+``contrast`` (N, float32), ``label`` (N, int64) and ``split`` (N, uint8: 0 train, 1 val,
+2 test). The file attribute ``session`` names the session (default: the file's stem).
+
+This module reads only headers and attributes, and turns every way a file can be wrong into
+one :class:`core.DataError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from core import DataError
+
+FIELDS = ("stim", "responses", "contrast", "label", "split")
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What one session file holds, from its headers."""
+
+    path: str
+    name: str
+    n: int
+    sample_shapes: dict[str, tuple[int, ...]]  # per field, one trial's shape as delivered
+    stim_axes: str  # "CHW" or "TCHW"
+    chunk_rows: dict[str, int | None]  # trials per chunk of each field (None: contiguous)
+    chunk_bytes: int  # the largest chunk of any field
+    label_classes: int | None
+    head_name: str
+
+
+def expand_paths(paths: str | list[str]) -> list[str]:
+    """Files named by ``paths`` (each a file or a glob), sorted within each pattern; a
+    pattern matching nothing is an error naming it."""
+    found: list[str] = []
+    for pattern in [paths] if isinstance(paths, str) else paths:
+        matches = sorted(glob.glob(str(Path(pattern).expanduser()))) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise DataError(f"hdf5: the pattern '{pattern}' matches no file (working directory {Path.cwd()}); "
+                            "check the path, or write sessions with: core-data make-sessions OUT")
+        for match in matches:
+            if not Path(match).is_file():
+                raise DataError(f"hdf5: session file '{match}' does not exist; check format.hdf5.paths")
+        found += [m for m in matches if m not in found]
+    if not found:
+        raise DataError("hdf5: paths is empty; name at least one session file or glob")
+    return found
+
+
+def open_file(path: str, **cache: int) -> h5py.File:
+    """Open a session read-only; an unreadable or truncated file is a :class:`DataError`."""
+    try:
+        return h5py.File(path, "r", **cache)
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({_first_line(exc)}); the file may be truncated or "
+                        "still being copied: copy it again or rewrite it with core-data convert --to hdf5") from None
+
+
+def read_info(path: str) -> SessionInfo:
+    """Check one session's layout and describe it."""
+    with open_file(path) as f:
+        if "stim" not in f:
+            raise DataError(f"{path}: the session has no dataset 'stim' (it has: {sorted(f.keys()) or 'nothing'}); "
+                            "a session needs stim (N x H x W, N x C x H x W or N x T x H x W, uint8)")
+        stim = f["stim"]
+        if stim.dtype != np.uint8:
+            raise DataError(f"{path}: stim is {stim.dtype}; the session layout stores raw uint8 pixels")
+        stim_shape, axes = _stim_sample(path, stim)
+        n = stim.shape[0]
+        shapes = {"stim": stim_shape}
+        chunks: dict[str, int | None] = {"stim": stim.chunks[0] if stim.chunks else None}
+        chunk_bytes = _chunk_bytes(stim)
+        for name in FIELDS[1:]:
+            if name not in f:
+                continue
+            data = f[name]
+            if not isinstance(data, h5py.Dataset) or data.ndim == 0 or data.shape[0] != n:
+                raise DataError(f"{path}: stim has {n} trials (shape {stim.shape}) but {name} has "
+                                f"{data.shape[0] if getattr(data, 'ndim', 0) else 'none'} "
+                                f"(shape {getattr(data, 'shape', None)}); every dataset's first axis counts trials")
+            _check_field(path, name, data)
+            shapes[name] = tuple(data.shape[1:])
+            chunks[name] = data.chunks[0] if data.chunks else None
+            chunk_bytes = max(chunk_bytes, _chunk_bytes(data))
+        classes = f.attrs.get("label_classes")
+        return SessionInfo(
+            path=path,
+            name=str(f.attrs.get("session", Path(path).stem)),
+            n=n,
+            sample_shapes=shapes,
+            stim_axes=axes,
+            chunk_rows=chunks,
+            chunk_bytes=chunk_bytes,
+            label_classes=int(classes) if classes is not None else None,
+            head_name=str(f.attrs.get("head_name", "label")),
+        )
+
+
+def _stim_sample(path: str, stim: h5py.Dataset) -> tuple[tuple[int, ...], str]:
+    """One trial's stim as delivered: (1, H, W) for N x H x W, (C, H, W), or (T, 1, H, W)."""
+    shape = stim.shape
+    if len(shape) == 3:
+        return (1, *shape[1:]), "CHW"
+    if len(shape) == 4:
+        axes = str(stim.attrs.get("axes", "NCHW" if shape[1] in (1, 3) else "NTHW"))
+        if axes == "NCHW":
+            return tuple(shape[1:]), "CHW"
+        if axes == "NTHW":
+            return (shape[1], 1, *shape[2:]), "TCHW"
+        raise DataError(f"{path}: stim's attribute axes is '{axes}'; use 'NCHW' or 'NTHW'")
+    raise DataError(f"{path}: stim has shape {shape}; the session layout takes N x H x W, N x C x H x W or N x T x H x W")
+
+
+def _check_field(path: str, name: str, data: h5py.Dataset) -> None:
+    expected = {"responses": ((2, 3), "f"), "contrast": ((1,), "f"), "label": ((1,), "iu"), "split": ((1,), "iu")}
+    ndims, kinds = expected[name]
+    if data.ndim not in ndims or data.dtype.kind not in kinds:
+        raise DataError(f"{path}: {name} has shape {data.shape} and dtype {data.dtype}; the session layout wants "
+                        f"{ {'responses': 'N x neurons or N x T x neurons float32', 'contrast': 'N float32', 'label': 'N int64', 'split': 'N uint8 (0 train, 1 val, 2 test)'}[name] }")
+
+
+def _chunk_bytes(data: h5py.Dataset) -> int:
+    return int(np.prod(data.chunks)) * data.dtype.itemsize if data.chunks else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
