@@ -87,7 +87,7 @@ def module(fmt: DataFormat | None, workers: int) -> CoreDataModule:
     named = {"pixelnorm": PixelNorm(), "random_flip": RandomFlip(), "random_translate": RandomTranslate(pixels=PAD)}
     storage = Uint8Storage()
     prepare, device = storage.plan([Step(f"transforms[{i}]", n, t) for i, (n, t) in enumerate(named.items())], "bench")
-    dm = CoreDataModule(fmt, storage, prepare, device, RandomOrder(), InOrder(), batch_size=BATCH, num_workers=workers,
+    dm = CoreDataModule.single(fmt, storage, prepare, device, RandomOrder(), InOrder(), batch_size=BATCH, num_workers=workers,
                         seed=0)
     dm.trainer = SimpleNamespace(training=True, precision="32-true", current_epoch=0, global_rank=0, world_size=1)
     return dm

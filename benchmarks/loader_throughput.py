@@ -129,7 +129,7 @@ def ours(images: np.ndarray, labels: np.ndarray, workers: int, samples: int, dev
     steps = [Step(f"transforms[{i}]", name, t) for i, (name, t) in enumerate(named)]
     storage = Uint8Storage()
     prepare, device = storage.plan(steps, "bench")
-    dm = CoreDataModule(ArrayFormat(images, labels), storage, prepare, device, RandomOrder(), InOrder(),
+    dm = CoreDataModule.single(ArrayFormat(images, labels), storage, prepare, device, RandomOrder(), InOrder(),
                         batch_size=BATCH, num_workers=workers, seed=0)
     dm.trainer = SimpleNamespace(training=True, precision="32-true", current_epoch=0, global_rank=0, world_size=1)
     t0 = time.perf_counter()

@@ -14,3 +14,29 @@ class ResumeHint(Callback):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
             print("interrupted; continue the run with --resume (from checkpoints/last.ckpt)", file=sys.stderr)
+
+
+class SamplerClock(Callback):
+    """Tells each dataset's sampler the global step before every training batch (a curriculum's clock)."""
+
+    def __init__(self, samplers: list[Any]) -> None:
+        self.samplers = samplers
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        for sampler in self.samplers:
+            sampler.set_step(trainer.global_step)
+
+
+class EpochSummary(Callback):
+    """One line per epoch beside the progress bar: the epoch's losses and evaluation metrics
+    (per dataset for response models), e.g. ``epoch 3 | train/loss 0.41 | val/corr 0.31 | ...``."""
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        keys = sorted(k for k in metrics if (k.startswith("val/") or k == "train/loss_epoch") and "_step" not in k)
+        line = " | ".join([f"epoch {trainer.current_epoch}"] + [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}"
+                                                               for k in keys])
+        bar = trainer.progress_bar_callback
+        (bar.print if bar is not None and hasattr(bar, "print") else print)(line)

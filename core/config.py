@@ -30,7 +30,9 @@ class PluginsSection(_Section):
 
 
 class DataSection(_Section):
-    format: ComponentSpec
+    """One dataset's data, or (with ``datasets``/``datasets_dir``) the defaults every dataset shares."""
+
+    format: ComponentSpec | None = None
     storage: ComponentSpec = "uint8"
     transforms: list[ComponentSpec] = []
     sampler: ComponentSpec = "random"
@@ -38,6 +40,17 @@ class DataSection(_Section):
     num_workers: pydantic.NonNegativeInt = 0
     placement: Literal["host", "device"] = "host"
     memory_budget: pydantic.ByteSize | None = None
+    interleave: Literal["round_robin", "proportional"] = "round_robin"
+
+
+class DatasetSection(_Section):
+    """One of several datasets: its name and format; storage, transforms and sampler default to ``data``'s."""
+
+    name: str = pydantic.Field(min_length=1)
+    format: ComponentSpec
+    storage: ComponentSpec | None = None
+    transforms: list[ComponentSpec] | None = None
+    sampler: ComponentSpec | None = None
 
 
 class OptimSection(_Section):
@@ -45,9 +58,11 @@ class OptimSection(_Section):
     lr: pydantic.PositiveFloat = 1e-3
     weight_decay: pydantic.NonNegativeFloat = 0.0
     momentum: pydantic.NonNegativeFloat = 0.9
-    scheduler: Literal["none", "cosine", "step"] = "none"
+    scheduler: Literal["none", "cosine", "step", "linear_warmup_cosine"] = "none"
     step_size: pydantic.PositiveInt = 10
     gamma: pydantic.PositiveFloat = 0.1
+    warmup_steps: pydantic.NonNegativeInt = 0  # linear_warmup_cosine: steps from 0 to lr
+    min_lr: pydantic.NonNegativeFloat = 0.0  # linear_warmup_cosine: the floor the cosine ends at
 
 
 class ExperimentSection(_Section):
@@ -65,6 +80,9 @@ class RunConfig(_Section):
     output_dir: str = "runs"
     plugins: PluginsSection = PluginsSection()
     data: DataSection
+    datasets: list[DatasetSection] | None = None
+    datasets_dir: str | None = None
+    max_datasets: pydantic.PositiveInt | None = None
     model: ComponentSpec
     loss_weights: dict[str, float] = {}
     optim: OptimSection = OptimSection()
@@ -128,9 +146,19 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise _to_config_error(exc) from None
+    given = [key for key, value in (("data.format", config.data.format), ("datasets", config.datasets),
+                                    ("datasets_dir", config.datasets_dir)) if value is not None]
+    if len(given) != 1:
+        raise ConfigError(given[1] if given else "data.format",
+                          f"a run names its data once: {'both ' + ' and '.join(given) if given else 'none'} given",
+                          fix="give data.format (one dataset), datasets (a list) or datasets_dir (a folder of YAML files)")
+    if config.max_datasets is not None and config.data.format is not None:
+        raise ConfigError("max_datasets", "applies to datasets or datasets_dir, not to one data.format",
+                          fix="remove max_datasets")
+    return config
 
 
 def _to_config_error(exc: pydantic.ValidationError) -> ConfigError:

@@ -9,12 +9,15 @@ backend's ``finish`` and then the device-stage transforms.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
 import lightning
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import Sampler as TorchSampler
 
+from core.errors import DataError
 from core.kinds import Batch, DataFormat, DiskSplit, Sampler, Step, StorageBackend, Stream
 
 
@@ -83,42 +86,108 @@ class IndexBatches(TorchSampler):
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
 
+@dataclass
+class DatasetParts:
+    """One dataset of a run as the DataModule uses it; ``name`` goes into each of its batches."""
+
+    name: str
+    fmt: DataFormat
+    storage: StorageBackend
+    prepare: list[Step]
+    device: list[Step]
+    sampler: Sampler
+    opened: dict[str, dict[str, torch.Tensor] | DiskSplit | Stream] = field(default_factory=dict)
+
+
+class Grouped(Dataset):
+    """Several datasets' batch gatherers, indexed by ``(dataset, indices)``: one dataset per batch."""
+
+    def __init__(self, gatherers: list[Dataset], names: list[str]) -> None:
+        self.gatherers, self.names = gatherers, names
+
+    def __getitem__(self, key: tuple[int, torch.Tensor]) -> Batch:
+        which, index = key
+        return {**self.gatherers[which][index], "dataset": self.names[which]}
+
+
+class GroupedBatches(TorchSampler):
+    """Interleaves the batches of several datasets' :class:`IndexBatches`: ``round_robin`` (one
+    batch of each in turn while it lasts) or ``proportional`` (a seeded shuffle of all batches,
+    so each dataset is seen in proportion to its size throughout the epoch). Every rank gets
+    the same number of batches, since each dataset's sampler gives every rank as many."""
+
+    def __init__(self, orders: list[IndexBatches], interleave: str, seed: int, epoch: Callable[[], int]) -> None:
+        self.orders, self.interleave, self.seed, self.epoch = orders, interleave, seed, epoch
+
+    def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
+        batches = [list(order) for order in self.orders]
+        if self.interleave == "proportional":
+            keys = [(k, b) for k, each in enumerate(batches) for b in each]
+            rng = np.random.default_rng([self.seed, self.epoch(), 7])
+            yield from (keys[i] for i in rng.permutation(len(keys)))
+            return
+        for position in range(max(map(len, batches), default=0)):
+            yield from ((k, each[position]) for k, each in enumerate(batches) if position < len(each))
+
+    def __len__(self) -> int:
+        return sum(len(order) for order in self.orders)
+
+
 class CoreDataModule(lightning.LightningDataModule):
+    """One or more datasets: each held in RAM (storage backend), read from disk by index, or
+    streamed by its format; batches of several datasets are interleaved, one dataset per batch."""
+
     def __init__(
         self,
-        fmt: DataFormat,
-        storage: StorageBackend,
-        prepare: list[Step],
-        device: list[Step],
-        sampler: Sampler,
+        datasets: list[DatasetParts],
         eval_sampler: Sampler,
         batch_size: int,
         num_workers: int,
         seed: int,
         placement: str = "host",
+        interleave: str = "round_robin",
     ) -> None:
         super().__init__()
-        self.fmt, self.storage, self.prepare, self.device = fmt, storage, prepare, device
-        self.sampler, self.eval_sampler = sampler, eval_sampler
+        self.datasets, self.by_name = datasets, {d.name: d for d in datasets}
+        self.eval_sampler, self.interleave = eval_sampler, interleave
         self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
-        self.splits: dict[str, dict[str, torch.Tensor]] = {}
-        self.streams: dict[str, Stream] = {}
-        self.on_disk: dict[str, DiskSplit] = {}
+
+    @classmethod
+    def single(cls, fmt: DataFormat, storage: StorageBackend, prepare: list[Step], device: list[Step], sampler: Sampler,
+               eval_sampler: Sampler, batch_size: int, num_workers: int, seed: int, placement: str = "host",
+               name: str = "") -> CoreDataModule:
+        return cls([DatasetParts(name, fmt, storage, prepare, device, sampler)], eval_sampler, batch_size, num_workers,
+                   seed, placement)
+
+    @property
+    def splits(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The first dataset's splits held in RAM."""
+        return {k: v for k, v in self.datasets[0].opened.items() if isinstance(v, dict)}
+
+    @property
+    def device(self) -> list[Step]:
+        """The first dataset's device-stage steps (experiment sweeps swap one)."""
+        return self.datasets[0].device
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
-        for split in wanted:
-            if split not in self.splits and split not in self.streams and split not in self.on_disk:
-                opened = self.fmt.open(split)
-                if isinstance(opened, Stream):
-                    self.streams[split] = opened
+        for parts in self.datasets:
+            for split in wanted:
+                if split in parts.opened:
                     continue
-                if isinstance(opened, DiskSplit):
-                    self.on_disk[split] = opened
+                opened = parts.fmt.open(split)
+                if isinstance(opened, Stream) and len(self.datasets) > 1:
+                    raise DataError(f"dataset '{parts.name}' streams its own batches ({type(opened).__name__}); a run "
+                                    "of several datasets interleaves map-style datasets only: convert it (core-data "
+                                    "convert --to hdf5) or train on it alone")
+                if isinstance(opened, (Stream, DiskSplit)):
+                    parts.opened[split] = opened
                     continue
-                held = self.storage.materialise(opened, self.prepare)
+                held = parts.storage.materialise(opened, parts.prepare)
                 target = self._data_device()
-                self.splits[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
+                parts.opened[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
+            if "train" in parts.opened and parts.sampler.needs:
+                parts.sampler.bind(_columns(parts.opened["train"], parts.sampler.needs))
 
     def _data_device(self) -> torch.device | None:
         """Where stored tensors live with placement ``device`` (None: host RAM)."""
@@ -133,45 +202,54 @@ class CoreDataModule(lightning.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _loader(self, split: str, sampler: Sampler, drop_last: bool) -> Iterable[Batch]:
-        if split in self.streams:
+    def _order(self, opened: dict[str, torch.Tensor] | DiskSplit, sampler: Sampler, train: bool) -> IndexBatches:
+        n = len(opened) if isinstance(opened, DiskSplit) else len(opened["stim"])
+        on_device = self._data_device() if isinstance(opened, dict) else None
+        # training drops the last partial batch (as FFCV and most loops do), unless it is the only one
+        drop_last = train and n > self.batch_size
+        return IndexBatches(sampler, n, self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
+
+    def _loader(self, split: str) -> Iterable[Batch]:
+        train = split == "train"
+        first = self.datasets[0].opened[split]
+        if isinstance(first, Stream):
             rank, world_size = self._rank()
-            return self.streams[split].batches(
-                batch_size=self.batch_size, train=split == "train", seed=self.seed, epoch=self._epoch,
-                rank=rank, world_size=world_size, num_workers=self.num_workers,
-            )
-        batches = DiskBatches(self.on_disk[split]) if split in self.on_disk else TensorBatches(self.splits[split])
-        on_device = self._data_device() if split in self.splits else None
-        order = IndexBatches(sampler, len(batches), self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
+            return first.batches(batch_size=self.batch_size, train=train, seed=self.seed, epoch=self._epoch,
+                                 rank=rank, world_size=world_size, num_workers=self.num_workers)
+        gatherers = [_gatherer(parts.opened[split]) for parts in self.datasets]
+        orders = [self._order(parts.opened[split], parts.sampler if train else self.eval_sampler, train)
+                  for parts in self.datasets]
+        if len(self.datasets) == 1:
+            dataset, sampler = gatherers[0], orders[0]
+        else:
+            dataset = Grouped(gatherers, [parts.name for parts in self.datasets])
+            sampler = GroupedBatches(orders, self.interleave if train else "round_robin", self.seed, self._epoch)
         return DataLoader(
-            batches,
-            sampler=order,
+            dataset,
+            sampler=sampler,
             batch_size=None,
             num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available() and on_device is None,
+            pin_memory=torch.cuda.is_available() and self._data_device() is None,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> Iterable[Batch]:
-        # drop the last partial batch (as FFCV and most training loops do), unless it is the only one
-        if "train" in self.streams:
-            return self._loader("train", self.sampler, drop_last=True)
-        n = len(self.on_disk["train"]) if "train" in self.on_disk else len(self.splits["train"]["stim"])
-        return self._loader("train", self.sampler, drop_last=n > self.batch_size)
+        return self._loader("train")
 
     def val_dataloader(self) -> Iterable[Batch]:
-        return self._loader("val", self.eval_sampler, False)
+        return self._loader("val")
 
     def test_dataloader(self) -> Iterable[Batch]:
-        return self._loader("test", self.eval_sampler, False)
+        return self._loader("test")
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         training = self.trainer is not None and self.trainer.training
-        batch = self.storage.finish(batch, self.compute_dtype())
-        for step in self.device:
+        parts = self.by_name[batch["dataset"]] if "dataset" in batch else self.datasets[0]
+        batch = parts.storage.finish(batch, self.compute_dtype())
+        for step in parts.device:
             if training or not step.transform.train_only:
                 batch = step.transform(batch)
-        return batch
+        return batch if "dataset" in batch else {**batch, "dataset": parts.name}
 
     def compute_dtype(self) -> torch.dtype:
         """The model's input dtype under the trainer's precision (bf16 under ``bf16-mixed``)."""
@@ -181,3 +259,16 @@ class CoreDataModule(lightning.LightningDataModule):
         if precision.startswith("16"):
             return torch.float16
         return torch.float64 if precision.startswith("64") else torch.float32
+
+
+def _gatherer(opened: dict[str, torch.Tensor] | DiskSplit) -> Dataset:
+    return DiskBatches(opened) if isinstance(opened, DiskSplit) else TensorBatches(opened)
+
+
+def _columns(opened: dict[str, torch.Tensor] | DiskSplit | Stream, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Whole per-sample fields of a split (what a weighting sampler needs), without ``stim``."""
+    if isinstance(opened, Stream):
+        raise DataError("a sampler that weights samples by their fields cannot order a streamed split")
+    if isinstance(opened, DiskSplit):
+        return {name: opened.column(name) for name in names}
+    return {name: opened[name].cpu().numpy() for name in names}

@@ -100,6 +100,12 @@ class DiskSplit(ABC):
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The samples at ``indices`` (in that order), one array per field."""
 
+    def column(self, name: str) -> np.ndarray:
+        """One field of every sample (a sampler's weights); override to skip reading ``stim``."""
+        import numpy as np
+
+        return self.read(np.arange(len(self)))[name]
+
 
 class Stream(ABC):
     """A split that delivers its own batches (FFCV's compiled loader, a WebDataset pipeline)
@@ -236,8 +242,19 @@ class Sampler(ABC):
     """Kind ``sampler``: the order of sample indices for one epoch on one rank.
 
     Every rank must get disjoint indices and the same number of them: :meth:`shard` does
-    that for an order of the whole dataset.
+    that for an order of the whole dataset. A sampler that weights samples by their fields
+    names them in ``needs`` (a run whose data lacks one fails before loading) and receives
+    the training split's values in ``bind``; ``set_step`` tells it the global training step
+    before every batch (a curriculum's clock).
     """
+
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def bind(self, fields: dict[str, np.ndarray]) -> None:
+        """The training split's ``needs`` fields, once the split is open."""
+
+    def set_step(self, step: int) -> None:
+        """The optimiser steps taken so far."""
 
     @abstractmethod
     def indices(self, n: int, *, epoch: int, seed: int, rank: int, world_size: int) -> np.ndarray: ...

@@ -95,6 +95,22 @@ def plan_memory(
     return MemoryPlan(meta.name, rows, chosen, available_ram(), "RAM")
 
 
+def total_plan(plans: list[MemoryPlan]) -> MemoryPlan:
+    """Several datasets' plans as one: bytes per dtype summed (a dtype that cannot hold one
+    dataset's transforms cannot hold the run); every dataset uses its own chosen backend."""
+    rows = []
+    for dtype in [r.dtype for r in plans[0].rows]:
+        parts = [p.row(dtype) for p in plans]
+        missing = next((r for r in parts if r.bytes is None), None)
+        rows.append(PlanRow(dtype, None, missing.reason) if missing else PlanRow(dtype, sum(r.bytes or 0 for r in parts)))
+    chosen_bytes = sum(p.row(p.chosen).bytes or 0 for p in plans)
+    chosen = {p.chosen for p in plans}
+    if len(chosen) > 1:  # datasets with different backends: add a row for the run as configured
+        rows.append(PlanRow("as chosen", chosen_bytes))
+    name = f"{len(plans)} datasets"
+    return MemoryPlan(name, rows, chosen.pop() if len(chosen) == 1 else "as chosen", plans[0].available, plans[0].where)
+
+
 def check_fits(plan: MemoryPlan) -> None:
     """Stop before loading when the chosen backend does not fit."""
     if plan.fits():

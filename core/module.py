@@ -1,8 +1,11 @@
-"""The generic LightningModule for multi-head classification.
+"""The generic LightningModule: label heads, neural responses, or both.
 
 Heads come from the format's metadata; the loss is the ``loss_weights``-weighted sum of
-one cross-entropy per head (labels equal to ``IGNORE_INDEX`` do not count). Metrics:
-``<stage>/loss`` and ``<stage>/<head>_acc`` for ``train``, ``val`` and ``test``.
+one cross-entropy per head the model predicts (labels equal to ``IGNORE_INDEX`` do not
+count) and, when the model predicts ``responses``, its response loss (Poisson or MSE, see
+:mod:`core.responses`). Metrics: ``<stage>/loss``, ``<stage>/<head>_acc``, and for
+responses ``<stage>/<dataset>/loss``, ``<stage>/<dataset>/corr`` (mean per-neuron
+correlation over the epoch) and their average ``<stage>/corr``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch.nn.functional as F
 
 from core.config import OptimSection
 from core.kinds import Batch
+from core.responses import Correlations, response_loss
 
 IGNORE_INDEX = -1
 
@@ -26,9 +30,12 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.heads = dict(heads)
         self.loss_weights = dict(loss_weights)
         self.optim = optim
-        self.first_head = next(iter(self.heads))
-        # best val/<first head>_acc so far; a buffer, so a resumed run remembers it
+        self.first_head = next(iter(self.heads), None)
+        self.predicts_responses = bool(getattr(model, "predicts_responses", False))
+        # what the best checkpoint is chosen by, and its best value so far (a buffer: a resumed run remembers it)
+        self.monitor = "val/corr" if self.predicts_responses or self.first_head is None else f"val/{self.first_head}_acc"
         self.register_buffer("best_val_acc", torch.tensor(float("-inf")))
+        self.correlations = Correlations()
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -37,7 +44,16 @@ class MultiHeadClassifier(lightning.LightningModule):
         logits = self(batch)
         size = len(batch["stim"])
         total = torch.zeros((), device=self.device)
+        if self.predicts_responses:
+            name = batch["dataset"]
+            loss = response_loss(logits["responses"], batch["responses"], getattr(self.model, "loss", "poisson"))
+            total = total + self.loss_weights.get("responses", 1.0) * loss
+            self.log(f"{stage}/{name}/loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
+            if stage != "train":
+                self.correlations.add(name, logits["responses"].detach(), batch["responses"])
         for head, weight in self.loss_weights.items():
+            if head not in logits or head == "responses" or head not in batch:
+                continue
             out, target = logits[head], batch[head]
             if out.dim() == 3:  # (B, T, classes): a readout at every time step
                 out, target = self._over_time(out, target, batch.get("stim_on"), f"{stage}/{head}", stage != "train")
@@ -83,16 +99,36 @@ class MultiHeadClassifier(lightning.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def on_validation_epoch_start(self) -> None:
+        self.correlations.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.correlations.reset()
+
+    def _log_correlations(self, stage: str) -> None:
+        if not self.predicts_responses:
+            return
+        reduce = self.trainer.strategy.reduce if self.trainer.world_size > 1 else None
+        per_dataset = self.correlations.compute(reduce)
+        for name, value in per_dataset.items():
+            self.log(f"{stage}/{name}/corr", value)
+        if per_dataset:
+            self.log(f"{stage}/corr", torch.stack(list(per_dataset.values())).mean())
+
     def on_validation_epoch_end(self) -> None:
+        self._log_correlations("val")
         if self.trainer.sanity_checking:
             return
-        current = self.trainer.callback_metrics.get(f"val/{self.first_head}_acc")
+        current = self.trainer.callback_metrics.get(self.monitor)
         if current is not None:
             self.best_val_acc = torch.maximum(self.best_val_acc, current.detach().to(self.best_val_acc))
-            self.log("val/acc_best", self.best_val_acc, sync_dist=True)
+            self.log("val/corr_best" if self.monitor == "val/corr" else "val/acc_best", self.best_val_acc, sync_dist=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_correlations("test")
 
     def configure_optimizers(self) -> Any:
         o = self.optim
@@ -104,6 +140,12 @@ class MultiHeadClassifier(lightning.LightningModule):
             optimizer = cls(params, lr=o.lr, weight_decay=o.weight_decay)
         if o.scheduler == "none":
             return optimizer
+        if o.scheduler == "linear_warmup_cosine":
+            from core.schedules import linear_warmup_cosine
+
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            scheduler = linear_warmup_cosine(optimizer, o.warmup_steps, total, o.min_lr / o.lr)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         if o.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs or 1))
         else:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.config import RunConfig, component
+from core.datasets import DatasetSpec, dataset_specs
 from core.errors import ConfigError, choices_text, did_you_mean
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
-from core.memory import MemoryPlan, plan_memory
+from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import validate_options
 from core.registry import Component, Registry
 
@@ -37,9 +38,10 @@ class Used:
 
 
 @dataclass
-class ResolvedRun:
-    config: RunConfig
-    registry: Registry
+class ResolvedDataset:
+    """One dataset of a run, built: its name (``""`` for a run's only ``data``), parts and plan."""
+
+    name: str
     fmt: DataFormat
     meta: DatasetMeta
     storage: StorageBackend
@@ -47,10 +49,44 @@ class ResolvedRun:
     prepare: list[Step]
     device: list[Step]
     sampler: Sampler
+    memory: MemoryPlan
+    model_meta: DatasetMeta  # the meta as the model sees it: stim layout after every transform
+
+
+@dataclass
+class ResolvedRun:
+    config: RunConfig
+    registry: Registry
+    datasets: list[ResolvedDataset]
     model: Any
     loss_weights: dict[str, float]
-    memory: MemoryPlan
+    memory: MemoryPlan  # all datasets together
     used: list[Used] = field(default_factory=list)
+
+    # a run's first (usually only) dataset, for the single-dataset features (experiment sweeps)
+    @property
+    def first(self) -> ResolvedDataset:
+        return self.datasets[0]
+
+    @property
+    def meta(self) -> DatasetMeta:
+        return self.first.meta
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.first.steps
+
+    @property
+    def prepare(self) -> list[Step]:
+        return self.first.prepare
+
+    @property
+    def device(self) -> list[Step]:
+        return self.first.device
+
+    @property
+    def storage(self) -> StorageBackend:
+        return self.first.storage
 
 
 @dataclass
@@ -77,7 +113,7 @@ def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
     found = registry.get(kind, name, path)
     factory = found.resolve()
     options_path = f"{path}.{name}" if isinstance(spec, dict) else path
-    skip = ("meta",) if kind == "model" else ()
+    skip = ("meta", "datasets") if kind == "model" else ()
     checked = validate_options(factory, options, options_path, f"{kind} '{name}'", skip=skip)
     return Checked(Used(kind, name, path, found), factory, checked, options_path)
 
@@ -85,21 +121,31 @@ def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
 def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     """Check every component of ``config``, then build them; load no samples."""
     data = config.data
-    checked = [
-        check(registry, "format", data.format, "data.format"),
-        check(registry, "storage", data.storage, "data.storage"),
-        check(registry, "sampler", data.sampler, "data.sampler"),
-        check(registry, "model", config.model, "model"),
-        *(check(registry, "transform", spec, f"data.transforms.{i}") for i, spec in enumerate(data.transforms)),
-    ]
     check_trainer(config.trainer)
     if data.placement == "device" and data.num_workers:
         raise ConfigError("data.num_workers", "placement 'device' gathers batches on the accelerator in the main process",
                           fix="set data.num_workers: 0 (or data.placement: host)")
-    fmt_c, storage_c, sampler_c, model_c, *transform_c = checked
+    model_c = check(registry, "model", config.model, "model")
+    used: list[Used] = []
+    datasets = [_resolve_dataset(spec, config, registry, used) for spec in dataset_specs(config)]
+    memory = datasets[0].memory if len(datasets) == 1 else total_plan([d.memory for d in datasets])
+    heads = {head: n for d in datasets for head, n in d.meta.heads.items()}
+    targets = heads | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
+    loss_weights = _loss_weights(config.loss_weights, targets)
+    model = _build_model(model_c, datasets)
+    used.append(model_c.used)
+    return ResolvedRun(config, registry, datasets, model, loss_weights, memory, used)
+
+
+def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, used: list[Used]) -> ResolvedDataset:
+    fmt_c = check(registry, "format", spec.format, spec.at("format"))
+    storage_c = check(registry, "storage", spec.storage, spec.at("storage"))
+    sampler_c = check(registry, "sampler", spec.sampler, spec.at("sampler"))
+    transform_c = [check(registry, "transform", t, spec.at(f"transforms.{i}")) for i, t in enumerate(spec.transforms)]
     fmt = fmt_c.build()
     meta = fmt.meta()
-    loss_weights = _loss_weights(config.loss_weights, meta.heads)
+    if spec.name:
+        meta = replace(meta, name=spec.name)
     storage = storage_c.build()
     steps = [Step(c.used.path, c.used.name, c.build()) for c in transform_c]
     prepare, device = storage.plan(steps, meta.name)
@@ -109,12 +155,30 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
                           fix="use transforms that run on the device, or convert the data to a format held in RAM")
     layout = layouts(meta.layout, prepare + device, meta.name)[-1]
     memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
-                         data.memory_budget, _accelerator_free(config), streamed=fmt.streams)
+                         config.data.memory_budget, _accelerator_free(config), streamed=fmt.streams)
     sampler = sampler_c.build()
-    model = model_c.build(replace(meta, stim_shape=layout.shape, stim_axes=layout.axes))
-    used = [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used, model_c.used]
-    return ResolvedRun(config, registry, fmt, meta, storage, steps, prepare, device, sampler, model, loss_weights,
-                       memory, used)
+    needed = [name for name in sampler.needs if name not in meta.fields]
+    if needed:
+        raise ConfigError(spec.at("sampler"), f"sampler '{sampler_c.used.name}' weights samples by "
+                          f"{', '.join(needed)}, but dataset '{meta.name}' has no such field (it has: "
+                          f"{', '.join(meta.fields) or 'only stim and labels'})",
+                          fix="use data.sampler: random, or data that records it (e.g. a session's contrast)")
+    used += [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used]
+    model_meta = replace(meta, stim_shape=layout.shape, stim_axes=layout.axes)
+    return ResolvedDataset(spec.name, fmt, meta, storage, steps, prepare, device, sampler, memory, model_meta)
+
+
+def _build_model(model_c: Checked, datasets: list[ResolvedDataset]) -> Any:
+    """``factory(meta, **options)``; a factory taking ``datasets`` also gets every dataset's meta by name."""
+    import inspect
+
+    takes_all = "datasets" in inspect.signature(model_c.factory).parameters
+    if len(datasets) > 1 and not takes_all:
+        raise ConfigError("model", f"model '{model_c.used.name}' is built for one dataset, but this run has "
+                          f"{len(datasets)}", fix="use a model with one readout per dataset (shared_core_readout)")
+    if takes_all:
+        return model_c.build(datasets[0].model_meta, {d.model_meta.name: d.model_meta for d in datasets})
+    return model_c.build(datasets[0].model_meta)
 
 
 def _backends(registry: Registry, chosen: str, built: StorageBackend) -> dict[str, StorageBackend]:
@@ -141,6 +205,7 @@ def _accelerator_free(config: RunConfig) -> int | None:
 
 
 def _loss_weights(given: dict[str, float], heads: dict[str, int]) -> dict[str, float]:
+    """A weight per target: each label head, and ``responses`` when the data has them."""
     for head, weight in given.items():
         if head not in heads:
             raise ConfigError(

@@ -65,15 +65,15 @@ def provenance(resolved: ResolvedRun) -> dict[str, Any]:
 
 def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
     """The run's LightningDataModule and LightningModule."""
-    from core.data import CoreDataModule
+    from core.data import CoreDataModule, DatasetParts
     from core.module import MultiHeadClassifier
 
     config = resolved.config
-    datamodule = CoreDataModule(
-        resolved.fmt, resolved.storage, resolved.prepare, list(resolved.device), resolved.sampler, InOrder(),
-        config.data.batch_size, config.data.num_workers, config.seed, config.data.placement,
-    )
-    return datamodule, MultiHeadClassifier(resolved.model, resolved.meta.heads, resolved.loss_weights, config.optim)
+    parts = [DatasetParts(d.meta.name, d.fmt, d.storage, d.prepare, list(d.device), d.sampler) for d in resolved.datasets]
+    datamodule = CoreDataModule(parts, InOrder(), config.data.batch_size, config.data.num_workers, config.seed,
+                                config.data.placement, config.data.interleave)
+    heads = {head: n for d in resolved.datasets for head, n in d.meta.heads.items()}
+    return datamodule, MultiHeadClassifier(resolved.model, heads, resolved.loss_weights, config.optim)
 
 
 def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None) -> dict[str, float]:
@@ -82,7 +82,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from core.callbacks import ResumeHint
+    from core.callbacks import EpochSummary, ResumeHint, SamplerClock
     from core.curves import plot_curves
     from core.metrics_log import RunLogger, truncate_after
 
@@ -90,9 +90,8 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     (run_dir / "config.yaml").write_text(to_yaml(config))
     (run_dir / "plugins.json").write_text(json.dumps(provenance(resolved), indent=2) + "\n")
     datamodule, module = build_modules(resolved)
-    first_head = next(iter(resolved.meta.heads))
     best = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{first_head}_acc", mode="max",
+        dirpath=run_dir / "checkpoints", filename="best", monitor=module.monitor, mode="max",
         save_top_k=1, enable_version_counter=False,
     )
     # rewritten at the end of every epoch: what --resume continues from
@@ -100,7 +99,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=RunLogger(run_dir),
-        callbacks=[best, last, ResumeHint()],
+        callbacks=[best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary()],
         use_distributed_sampler=False,
         **config.trainer,
     )
@@ -111,7 +110,12 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         # last.ckpt is written at the end of epoch `epoch`; rows of later epochs are redone
         truncate_after(run_dir, torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
     # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None, weights_only=True)
+    except RuntimeError as exc:
+        if resume and "size mismatch" in str(exc):
+            raise _mismatch(exc, last_ckpt) from None
+        raise
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
                            weights_only=True)
     if trainer.is_global_zero:
@@ -145,6 +149,16 @@ def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str)
         key = f"experiment {r['head']} peak accuracy @ {sweep.parameter}={r['value']}"
         peaks[key] = max(peaks.get(key, 0.0), r["accuracy"])
     return peaks
+
+
+def _mismatch(exc: RuntimeError, checkpoint: Path) -> ConfigError:
+    """A checkpoint whose weights do not fit the model the data now asks for (e.g. a readout
+    trained for another number of neurons), as one message naming each tensor."""
+    lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+    return ConfigError("model", f"{checkpoint} does not fit this run's model, whose shapes follow the data:\n    "
+                       + "\n    ".join(lines[:8]),
+                       fix="resume with the data the run was started with (same datasets, same neurons), or start a "
+                           "new run (--overwrite or another name) loading the core with model.<name>.pretrained")
 
 
 def _headline(results: dict[str, Any]) -> dict[str, float]:

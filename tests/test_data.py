@@ -34,7 +34,7 @@ def test_drop_last_and_rank_shards():
 
 def test_datamodule_prepares_then_finishes_on_the_device():
     steps_device = [Step("data.transforms.0", "pixelnorm", PixelNorm())]
-    dm = CoreDataModule(TinyFormat(), Float32Storage(), [], steps_device, RandomOrder(), InOrder(), 4, 0, 0)
+    dm = CoreDataModule.single(TinyFormat(), Float32Storage(), [], steps_device, RandomOrder(), InOrder(), 4, 0, 0)
     dm.setup("fit")
     assert set(dm.splits) == {"train", "val"}
     assert dm.splits["train"]["stim"].dtype == torch.float32

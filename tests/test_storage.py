@@ -129,7 +129,7 @@ def test_datamodule_skips_train_only_transforms_when_evaluating():
             return split(6)
 
     flip = Step("t.1", "random_flip", RandomFlip(p=1.0))
-    dm = CoreDataModule(Format(), Uint8Storage(), [], [flip], InOrder(), InOrder(), 6, 0, 0)
+    dm = CoreDataModule.single(Format(), Uint8Storage(), [], [flip], InOrder(), InOrder(), 6, 0, 0)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
     out = dm.on_after_batch_transfer(batch, 0)  # no trainer: evaluation

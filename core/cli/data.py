@@ -60,8 +60,12 @@ def _tool(registry: Any, name: str | None, path: Path) -> Any:
 
     if name:
         return check(registry, "tool", name, "--format").build()
-    tools = {n: check(registry, "tool", n, "--format").build() for n in registry.components["tool"]}
-    for tool_name, tool in tools.items():
+    tools = registry.components["tool"]
+    for tool_name in tools:
+        try:
+            tool = check(registry, "tool", tool_name, "--format").build()
+        except Exception:  # a tool that cannot load here (a missing extra) recognises nothing
+            continue
         if tool.recognises(path):
             return tool
     raise ConfigError("--format", f"{path} is not a dataset any tool recognises", fix=f"name one of {choices_text(tools)}")

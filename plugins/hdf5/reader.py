@@ -100,6 +100,10 @@ class SessionRows(DiskSplit):
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return self.read_fields(indices, list(self.keys))
 
+    def column(self, name: str) -> np.ndarray:
+        field = next(f for f, key in self.keys.items() if key == name)
+        return self.read_fields(np.arange(len(self)), [field])[name]
+
     def read_fields(self, indices: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
         """Datasets ``fields`` at ``indices``, keyed as in a batch."""
         indices = np.asarray(indices, dtype=np.int64)

@@ -3,8 +3,10 @@
 Each trial shows a grating (one of ``classes`` orientations: the trial's ``label``) at one
 of a few contrasts, plus pixel noise. Each neuron has a Gabor receptive field ``w`` (its
 position, orientation and frequency drawn at random), a bias ``b`` and a gain ``g``; its
-rate for a frame ``x`` (pixels scaled to [-0.5, 0.5]) is ``exp(b + g * <w, x>)`` and its
-response is a Poisson draw of that rate. The filters, biases and gains are stored in each
+rate for a frame ``x`` (pixels scaled to [-0.5, 0.5]) is ``RATE_SCALE * softplus(b + g * <w, x>)``
+and its response is a Poisson draw of that rate. The gain makes each neuron's drive vary
+with a standard deviation of 1 to 2 over trials, so rates vary a few-fold (an exponential
+nonlinearity gave some neurons rates a million times their mean). The filters, biases and gains are stored in each
 file (``true_filters``, ``true_bias``, ``true_gain``) with the noiseless ``true_rate``, so a
 trained model can be checked against the model that made the data.
 
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 CONTRASTS = np.array([0.1, 0.25, 0.5, 1.0], dtype=np.float32)
-MEAN_RATE = 2.0  # spikes per trial (per frame) on average
+MEAN_RATE = 2.0  # spikes per trial (per frame) at zero drive
+RATE_SCALE = MEAN_RATE / np.log(2.0)  # softplus(0) = log 2
 
 
 def gabors(rng: np.random.Generator, neurons: int, size: int) -> np.ndarray:
@@ -50,10 +53,10 @@ def gratings(rng: np.random.Generator, labels: np.ndarray, contrast: np.ndarray,
 
 
 def lnp_rates(stim: np.ndarray, filters: np.ndarray, bias: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """The model's rates for uint8 frames (..., H, W): ``exp(bias + gain * <filter, pixels/255 - 0.5>)``."""
+    """The model's rates for uint8 frames (..., H, W): ``RATE_SCALE * softplus(bias + gain * <filter, pixels/255 - 0.5>)``."""
     frames = stim.reshape(-1, filters.shape[1] * filters.shape[2]).astype(np.float32) / 255.0 - 0.5
     drive = frames @ filters.reshape(len(filters), -1).T
-    rates = np.exp(bias + gain * drive)
+    rates = RATE_SCALE * np.logaddexp(0.0, bias + gain * drive)
     return rates.reshape(*stim.shape[:-2], len(filters)).astype(np.float32)
 
 
@@ -63,10 +66,12 @@ def make_session(rng: np.random.Generator, trials: int, size: int, neurons: int,
     contrast = CONTRASTS[rng.integers(0, len(CONTRASTS), trials)]
     stim = gratings(rng, labels, contrast, size, frames)
     filters = gabors(rng, neurons, size)
-    gain = rng.uniform(2.0, 4.0, neurons).astype(np.float32)
-    # biases that give each neuron MEAN_RATE on average over the first trials
-    unbiased = lnp_rates(stim[:200], filters, np.zeros(neurons, dtype=np.float32), gain).reshape(-1, neurons)
-    bias = (np.log(MEAN_RATE) - np.log(unbiased.mean(0))).astype(np.float32)
+    # each neuron's drive <w, x> standardised over the first trials, then scaled by a gain of 1 to 2
+    frames = stim[:200].reshape(-1, size * size).astype(np.float32) / 255.0 - 0.5
+    drive = frames @ filters.reshape(neurons, -1).T
+    scale = rng.uniform(1.0, 2.0, neurons).astype(np.float32)
+    gain = (scale / drive.std(0).clip(1e-6)).astype(np.float32)
+    bias = (rng.uniform(-0.5, 0.5, neurons) - gain * drive.mean(0)).astype(np.float32)
     rate = lnp_rates(stim, filters, bias, gain)
     return {
         "stim": stim,
@@ -95,7 +100,7 @@ def write_sessions(
         with h5py.File(path, "w") as f:
             f.attrs["session"] = path.stem
             f.attrs["label_classes"] = classes
-            f.attrs["model"] = "linear-nonlinear-Poisson: responses ~ Poisson(exp(true_bias + true_gain * <true_filters, stim/255 - 0.5>))"
+            f.attrs["model"] = f"linear-nonlinear-Poisson: responses ~ Poisson({RATE_SCALE:.4f} * softplus(true_bias + true_gain * <true_filters, stim/255 - 0.5>))"
             for name, value in data.items():
                 per_trial = name in ("stim", "responses", "contrast", "label", "true_rate")
                 chunks = (min(chunk_rows, trials), *value.shape[1:]) if per_trial and chunk_rows else None
