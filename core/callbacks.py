@@ -31,8 +31,10 @@ class EpochSummary(Callback):
     """One line per epoch beside the progress bar: the epoch's losses and evaluation metrics
     (per dataset for response models), e.g. ``epoch 3 | train/loss 0.41 | val/corr 0.31 | ...``."""
 
-    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    # at the train epoch's end: after the epoch's validation (whose epoch-end metrics the module
+    # logs after the callbacks' on_validation_epoch_end) and the train metrics' aggregation
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
         keys = sorted(k for k in metrics if (k.startswith("val/") or k == "train/loss_epoch") and "_step" not in k)

@@ -101,7 +101,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         logger=RunLogger(run_dir),
         callbacks=[best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary()],
         use_distributed_sampler=False,
-        **config.trainer,
+        **_trainer_options(config.trainer, len(resolved.datasets)),
     )
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     if resume:
@@ -149,6 +149,14 @@ def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str)
         key = f"experiment {r['head']} peak accuracy @ {sweep.parameter}={r['value']}"
         peaks[key] = max(peaks.get(key, 0.0), r["accuracy"])
     return peaks
+
+
+def _trainer_options(options: dict[str, Any], datasets: int) -> dict[str, Any]:
+    """``strategy: ddp`` with several datasets: each batch uses one dataset's readout, so the
+    others' parameters get no gradient that step and DDP must be told to look for them."""
+    if datasets > 1 and options.get("strategy") == "ddp":
+        return {**options, "strategy": "ddp_find_unused_parameters_true"}
+    return options
 
 
 def _mismatch(exc: RuntimeError, checkpoint: Path) -> ConfigError:
