@@ -1,0 +1,105 @@
+"""Format ``webdataset``: samples streamed from tar shards in the WebDataset layout.
+
+``urls`` is a folder written by ``core-data convert --to webdataset`` (its train, val and
+test shards and ``dataset_info.json``), or the training shards themselves (paths, brace
+patterns, globs, ``pipe:`` commands, or a list of them) with ``val_urls`` and ``test_urls``.
+``meta()`` reads the sidecar, or the first sample of the first training shard when there is
+none; no other sample is read before training.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from core import SPLITS, DataFormat, DatasetMeta
+from plugins.webdataset.samples import SampleSpec, spec_from_sample, spec_from_sidecar
+from plugins.webdataset.sidecar import SIDECAR, read_sidecar
+from plugins.webdataset.stream import ReadOptions, WebDatasetStream
+from plugins.webdataset.tarfiles import first_sample
+from plugins.webdataset.urls import expand_urls, folder_shards, is_remote
+
+Urls = str | list[str]
+
+
+class WebDatasetFormat(DataFormat):
+    streams = True
+
+    def __init__(
+        self,
+        urls: Urls,
+        val_urls: Urls | None = None,
+        test_urls: Urls | None = None,
+        shuffle_buffer: int = 1000,
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        handler: Literal["raise", "warn_and_continue"] = "raise",
+        num_classes: int | None = None,
+        stim_axes: Literal["HW", "CHW", "THW", "TCHW"] | None = None,
+    ) -> None:
+        """``shuffle_buffer``: samples held for shuffling when training (0 or 1: shard order only).
+        ``resampled``: draw training shards with replacement, endlessly (``epoch_length`` then
+        says how many samples an epoch has per rank). ``num_classes``, ``stim_axes``: for shards
+        without a sidecar (the label's class count; the axes of a stored ``stim.npy``)."""
+        if shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be >= 0, not {shuffle_buffer}")
+        if epoch_length is not None and epoch_length < 1:
+            raise ValueError(f"epoch_length must be at least 1, not {epoch_length}")
+        if resampled and epoch_length is None:
+            raise ValueError("resampled: true draws shards with replacement without end, so an epoch needs a length; "
+                             "set epoch_length (training samples per epoch per rank, e.g. epoch_length: 10000)")
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, not {num_classes}")
+        self.folder = Path(urls) if isinstance(urls, str) and Path(urls).is_dir() else None
+        self.options = ReadOptions(shuffle_buffer, resampled, epoch_length, handler == "warn_and_continue")
+        self.num_classes, self.stim_axes = num_classes, stim_axes
+        self.shards = {
+            "train": self._shards(urls, "train", "urls"),
+            "val": self._shards(val_urls, "val", "val_urls"),
+            "test": self._shards(test_urls, "test", "test_urls"),
+        }
+        first = self.shards["train"][0]
+        self.sidecar_folder = self.folder or (Path(first).parent if not is_remote(first) else None)
+        self.sidecar = read_sidecar(self.sidecar_folder) if self.sidecar_folder is not None else None
+
+    def _shards(self, urls: Urls | None, split: str, option: str) -> list[str]:
+        if urls is None:
+            if self.folder is None:
+                raise ValueError(f"urls names shards, not a folder written by core-data convert --to webdataset, so "
+                                 f"name the {split} shards with {option} too (they may be the training shards)")
+            urls = str(self.folder)
+        if isinstance(urls, str) and Path(urls).is_dir():
+            folder = Path(urls)
+            return folder_shards(folder, split, read_sidecar(folder))
+        return expand_urls(urls, option)
+
+    @cached_property
+    def spec(self) -> SampleSpec:
+        """What every sample holds: from the sidecar, else from the first training sample."""
+        if self.sidecar is not None:
+            return spec_from_sidecar(self.sidecar, str(self.sidecar_folder / SIDECAR))
+        return spec_from_sample(first_sample(self.shards["train"][0]), self.stim_axes, self.num_classes)
+
+    def shard_sizes(self, split: str) -> list[int] | None:
+        """Samples per shard of ``split``, when the sidecar lists every one of its shards."""
+        if self.sidecar is None or self.sidecar_folder is None:
+            return None
+        folder = self.sidecar_folder.resolve()
+        counts = {folder / name: n for split_counts in self.sidecar.shards.values() for name, n in split_counts.items()}
+        sizes = [counts.get(Path(shard).resolve()) if not is_remote(shard) else None for shard in self.shards[split]]
+        return None if None in sizes else sizes  # type: ignore[return-value]
+
+    def meta(self) -> DatasetMeta:
+        shape, axes = self.spec.layout
+        sizes = {split: sum(found) for split in SPLITS if (found := self.shard_sizes(split)) is not None}
+        if self.sidecar is not None:
+            name = self.sidecar.dataset_name
+        else:
+            name = (self.folder or Path(self.shards["train"][0]).parent).name or "webdataset"
+        return DatasetMeta(name, shape, {head: n for head, (_, n) in self.spec.heads.items()}, sizes,
+                           stim_dtype=self.spec.stim_dtype, stim_axes=axes, fields=dict(self.spec.fields))
+
+    def open(self, split: str) -> WebDatasetStream:
+        return WebDatasetStream(split, self.shards[split], self.spec, self.options, self.shard_sizes(split))
+

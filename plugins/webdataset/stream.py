@@ -1,0 +1,147 @@
+"""The ``webdataset`` format's Stream: one epoch of batches per ``iter()``, as the core asks.
+
+Workers are torch DataLoader workers (``batch_size=None``: each worker batches its own
+samples). A worker's last batch is usually partial; those tails are merged here into full
+batches, so an epoch has at most one partial batch per rank (dropped when training).
+
+Training ranks split shards, so they see equal sample counts only when the shards divide
+evenly among them: an uneven split is warned about, and every rank stops at the smallest
+rank's number of batches (known from the sidecar's sample counts), so that no rank waits
+for a gradient step the others never take. Evaluation reads every sample exactly once
+across ranks (plugins.webdataset.plan).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import torch
+from torch.utils.data import DataLoader
+
+from core import Batch, DataError, Stream
+from plugins.webdataset.pipeline import ERROR, EpochSamples
+from plugins.webdataset.plan import ReadPlan
+from plugins.webdataset.samples import SampleSpec
+
+log = logging.getLogger("core.webdataset")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    shuffle_buffer: int
+    resampled: bool
+    epoch_length: int | None
+    skip_bad: bool
+
+
+class WebDatasetStream(Stream):
+    def __init__(self, split: str, shards: list[str], spec: SampleSpec, options: ReadOptions,
+                 shard_sizes: list[int] | None) -> None:
+        self.split, self.shards, self.spec, self.options, self.shard_sizes = split, shards, spec, options, shard_sizes
+
+    def batches(self, *, batch_size: int, train: bool, seed: int, epoch: Callable[[], int], rank: int, world_size: int,
+                num_workers: int) -> StreamBatches:
+        options = self.options
+        # resampling and epoch_length shape training epochs; evaluation reads every sample once
+        plan = ReadPlan(self.split, self.shards, train, seed, rank, world_size, options.shuffle_buffer,
+                        options.resampled and train, options.epoch_length if train else None, options.skip_bad)
+        if train and not plan.resampled:
+            self._check_training_split(plan, max(1, num_workers))
+        return StreamBatches(EpochSamples(plan, self.spec, batch_size), num_workers, epoch, self._counts(plan))
+
+    def _counts(self, plan: ReadPlan) -> Callable[[int], list[int] | None]:
+        """Samples each rank reads in an epoch, when known (epoch_length, or the sidecar's counts)."""
+        sizes = dict(zip(self.shards, self.shard_sizes)) if self.shard_sizes is not None else None
+
+        def counts(epoch: int) -> list[int] | None:
+            if plan.epoch_length:
+                return [plan.epoch_length] * plan.world_size
+            return plan.rank_counts(sizes, epoch) if sizes is not None else None
+
+        return counts
+
+    def _check_training_split(self, plan: ReadPlan, workers: int) -> None:
+        """Refuse a rank without shards; warn when ranks get unequal shares; note idle workers
+        (rank 0 speaks for all: every rank comes to the same conclusions)."""
+        n, ranks = len(plan.shards), plan.world_size
+        fix = (f"write equal shards, as many as a multiple of {ranks} (core-data convert --to webdataset --to-option "
+               "shard_size=...), or set epoch_length (each rank then reads that many training samples per epoch)")
+        if n < ranks:
+            raise DataError(f"webdataset: the {plan.split} split has {n} shard(s), fewer than the run's {ranks} ranks: "
+                            f"a rank would train on nothing\n  fix: {fix}")
+        if plan.rank != 0:
+            return
+        counts = self._counts(plan)(0)
+        if not plan.epoch_length and (n % ranks or (counts is not None and len(set(counts)) > 1)):
+            seen = f"{min(counts)} to {max(counts)} samples" if counts is not None else "unequal numbers of samples"
+            effect = ("each epoch stops at the smallest rank's number of batches" if counts is not None
+                      else "ranks may run out of batches at different steps (DDP can then hang)")
+            log.warning(f"webdataset: the {n} {plan.split} shards give {ranks} ranks unequal shares: ranks read {seen} "
+                        f"per epoch, so {effect}; to even them, {fix}")
+        if n < ranks * workers:
+            log.info(f"webdataset: the {plan.split} split has {n} shard(s) for {ranks} rank(s) x {workers} worker(s): "
+                     "some workers have no shard to read (more, smaller shards read faster)")
+
+
+class StreamBatches:
+    """One epoch of batches per ``iter()``; its length, when the sample counts are known."""
+
+    def __init__(self, samples: EpochSamples, num_workers: int, epoch: Callable[[], int],
+                 counts: Callable[[int], list[int] | None]) -> None:
+        # not named ``dataset``: Lightning would take this for a DataLoader over an IterableDataset and warn
+        self.samples, self.num_workers, self.epoch, self.counts = samples, num_workers, epoch, counts
+
+    def _length(self, counts: list[int]) -> int:
+        plan, size = self.samples.plan, self.samples.batch_size
+        if plan.train:  # the smallest rank's count on every rank: equal steps under DDP
+            return min(count // size for count in counts)
+        return -(-counts[plan.rank] // size)
+
+    def __len__(self) -> int:
+        counts = self.counts(self.epoch())
+        if counts is None:
+            raise TypeError("the number of batches is unknown: the shards have no dataset_info.json sample counts")
+        return self._length(counts)
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch = self.epoch()
+        self.samples.epoch = epoch  # before the workers start: each takes a copy
+        counts = self.counts(epoch)
+        pin = torch.cuda.is_available()
+        loader = DataLoader(self.samples, batch_size=None, num_workers=self.num_workers, pin_memory=pin)
+        plan = self.samples.plan
+        batches = merge_tails(loader, self.samples.batch_size, drop_last=plan.train, pin=pin)
+        limit = self._length(counts) if plan.train and counts is not None else None
+        return islice(batches, limit)
+
+
+def merge_tails(batches: Iterable[Batch], size: int, drop_last: bool, pin: bool) -> Iterator[Batch]:
+    """Full batches as they come; partial ones (each worker's last) merged into full ones
+    (pinned like the loader's when ``pin``). The remainder is dropped when ``drop_last``,
+    else given as a last, smaller batch. A worker's error item is raised here."""
+
+    def merge(parts: list[Batch]) -> Batch:
+        merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        return {key: value.pin_memory() for key, value in merged.items()} if pin else merged
+
+    pending: list[Batch] = []
+    held = 0
+    for batch in batches:
+        if ERROR in batch:  # a worker's DataError
+            raise DataError(batch[ERROR])
+        n = len(batch["stim"])
+        if n == size:
+            yield batch
+            continue
+        pending.append(batch)
+        held += n
+        if held >= size:
+            merged = merge(pending)
+            yield {key: value[:size] for key, value in merged.items()}
+            held -= size
+            pending = [{key: value[size:] for key, value in merged.items()}] if held else []
+    if held and not drop_last:
+        yield merge(pending)
