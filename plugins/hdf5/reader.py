@@ -39,29 +39,40 @@ class HandlePool:
     def __init__(self, max_open: int, cache_bytes: int | None) -> None:
         self.max_open, self.cache_bytes = max_open, cache_bytes
         self._files: OrderedDict[str, h5py.File] = OrderedDict()
+        self._datasets: dict[str, dict[str, h5py.Dataset]] = {}
         self._pid = os.getpid()
         self.opened = 0  # files opened by this process (for tests and the benchmark)
 
     def get(self, info: SessionInfo) -> h5py.File:
         if self._pid != os.getpid():  # a forked worker: the parent's handles are not ours to use
-            self._files = OrderedDict()
+            self._files, self._datasets = OrderedDict(), {}
             self._pid, self.opened = os.getpid(), 0
         handle = self._files.get(info.path)
         if handle is not None:
             self._files.move_to_end(info.path)
             return handle
         while len(self._files) >= self.max_open:
-            self._files.popitem(last=False)[1].close()
+            path, closing = self._files.popitem(last=False)
+            self._datasets.pop(path, None)
+            closing.close()
         cache = self.cache_bytes if self.cache_bytes is not None else default_cache_bytes(info)
         handle = self._files[info.path] = open_file(info.path, rdcc_nbytes=cache, rdcc_nslots=_slots(cache, info))
         self.opened += 1
         return handle
 
+    def dataset(self, info: SessionInfo, name: str) -> h5py.Dataset:
+        """A dataset of an open file, kept with it: its chunk cache lives as long as the object."""
+        handle = self.get(info)
+        kept = self._datasets.setdefault(info.path, {})
+        if name not in kept:
+            kept[name] = handle[name]
+        return kept[name]
+
     def open_count(self) -> int:
         return len(self._files) if self._pid == os.getpid() else 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_files": OrderedDict(), "_pid": None}
+        return {**self.__dict__, "_files": OrderedDict(), "_datasets": {}, "_pid": None}
 
 
 def _slots(cache: int, info: SessionInfo) -> int:
@@ -114,9 +125,8 @@ class SessionRows(DiskSplit):
             where = np.flatnonzero(files == file)
             wanted, position = np.unique(rows[where], return_inverse=True)
             info = self.sessions[file]
-            handle = self.pool.get(info)
             for name in fields:
-                out[name][where] = self._read_rows(handle[name], info, name, wanted)[position]
+                out[name][where] = self._read_rows(self.pool.dataset(info, name), info, name, wanted)[position]
         return {self.keys[name]: value for name, value in out.items()}
 
     @staticmethod
