@@ -11,7 +11,8 @@ shuffled), with ``--workers`` DataLoader workers and batches of ``--batch-size``
          reader, cached .npy headers, per-sample checks, batches as tensors, tails merged;
   plain  ``DataLoader(wds.WebDataset(urls, shardshuffle=100).shuffle(1000).decode()
          .batched(batch_size), batch_size=None, num_workers=workers, persistent_workers=True)``
-         (like ours, workers started once): the library's own tar reader and decoder.
+         (its workers start once; ours start each epoch, as in training, so the comparison
+         favours plain): the library's own tar reader and decoder.
 
 Each is timed over whole epochs (``--epochs``, after one untimed epoch that warms the page
 cache), interleaved ``--repeats`` times; the best epoch of each is kept. Prints samples/s

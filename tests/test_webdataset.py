@@ -263,15 +263,9 @@ def test_paths_that_match_no_file(tmp_path):
         WebDatasetFormat(urls)
 
 
-def test_a_missing_shard_in_a_run_is_one_clear_message(write_config, tmp_path):
-    path = write_config(f"""
-        name: wds
-        output_dir: OUTPUT_DIR
-        data:
-          format: {{webdataset: {{urls: "{tmp_path}/train-{{000000..000003}}.tar", val_urls: x.tar, test_urls: x.tar}}}}
-        model: simple_cnn
-    """)
-    result = run_cli("core-train", "--config", path, "--dry-run")
+def test_a_missing_shard_is_one_clear_message_from_the_cli(tmp_path):
+    result = run_cli("core-data", "info", "webdataset", "--option", f"urls={tmp_path}/train-{{000000..000003}}.tar",
+                     "--option", "val_urls=x.tar", "--option", "test_urls=x.tar")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: webdataset: option urls:" in result.stderr and "matches no file (it expands to 4 paths" in result.stderr
     assert "fix: check the path or pattern, or write shards with: core-data convert" in result.stderr

@@ -97,9 +97,10 @@ class EpochSamples(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        bad = BadSamples(self.plan, self.epoch, worker)
+        epoch = self.epoch
+        bad = BadSamples(self.plan, epoch, worker)
         try:
-            yield from self._pipeline(worker, workers, bad)
+            yield from self._pipeline(epoch, worker, workers, bad)
         except DataError as exc:
             if info is None:
                 raise
@@ -107,10 +108,10 @@ class EpochSamples(IterableDataset):
         finally:
             bad.report()
 
-    def _pipeline(self, worker: int, workers: int, bad: BadSamples) -> Any:
+    def _pipeline(self, epoch: int, worker: int, workers: int, bad: BadSamples) -> Any:
         import webdataset as wds
 
-        plan, epoch = self.plan, self.epoch
+        plan = self.plan
         if plan.resampled:
             source: Any = wds.ResampledShards(plan.shards, seed=_seed(plan.seed, epoch), deterministic=True,
                                               worker_seed=lambda: _seed(plan.rank, worker))

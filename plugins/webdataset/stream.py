@@ -13,6 +13,7 @@ across ranks (plugins.webdataset.plan).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -92,7 +93,10 @@ class StreamBatches:
     def __init__(self, samples: EpochSamples, num_workers: int, epoch: Callable[[], int],
                  counts: Callable[[int], list[int] | None]) -> None:
         # not named ``dataset``: Lightning would take this for a DataLoader over an IterableDataset and warn
-        self.samples, self.num_workers, self.epoch, self.counts = samples, num_workers, epoch, counts
+        self.samples, self.epoch, self.counts = samples, epoch, counts
+        self.pin = torch.cuda.is_available()
+        self.loader = DataLoader(samples, batch_size=None, num_workers=num_workers, pin_memory=self.pin,
+                                 worker_init_fn=_freeze_inherited)
 
     def _length(self, counts: list[int]) -> int:
         plan, size = self.samples.plan, self.samples.batch_size
@@ -110,12 +114,18 @@ class StreamBatches:
         epoch = self.epoch()
         self.samples.epoch = epoch  # before the workers start: each takes a copy
         counts = self.counts(epoch)
-        pin = torch.cuda.is_available()
-        loader = DataLoader(self.samples, batch_size=None, num_workers=self.num_workers, pin_memory=pin)
         plan = self.samples.plan
-        batches = merge_tails(loader, self.samples.batch_size, drop_last=plan.train, pin=pin)
+        batches = merge_tails(self.loader, self.samples.batch_size, drop_last=plan.train, pin=self.pin)
         limit = self._length(counts) if plan.train and counts is not None else None
         return islice(batches, limit)
+
+
+def _freeze_inherited(worker: int) -> None:
+    """A DataLoader worker's first act: exempt what it inherited from the training process from
+    garbage collection. Otherwise its collector walks those millions of objects (writing to
+    their pages, which the fork then copies): 1 to 2 s of CPU per worker per epoch (a 2-epoch
+    digits run with 2 workers took 18 s of CPU, 9 s with this)."""
+    gc.freeze()
 
 
 def merge_tails(batches: Iterable[Batch], size: int, drop_last: bool, pin: bool) -> Iterator[Batch]:
