@@ -13,8 +13,12 @@ per batch) finished by ``on_after_batch_transfer`` on the CPU. As in
 ``benchmarks/loader_throughput.py``, ``dm.trainer`` is a stub (``training=True``,
 ``precision="32-true"``, ``current_epoch``, ``global_rank=0``, ``world_size=1``); epochs are
 chained (the stub's epoch advances), 2 warm-up batches are skipped, then ``--samples``
-samples are timed. The "host only" column times the same batches without
-``on_after_batch_transfer`` (what the host does when a GPU finishes the batch).
+samples are timed. With ``--device cuda`` each batch is moved to the GPU first (from pinned
+memory, as the DataModule pins when CUDA is available) and finished there, and the clock
+waits for the GPU (``torch.cuda.synchronize``). The "host only" column times the same
+batches without ``on_after_batch_transfer`` (what the host does when a GPU finishes the
+batch), and the last three columns split the host side per batch: drawing the epoch's
+batch indices, gathering, and the DataLoader's ``default_convert``.
 
 Each multi-session layout and interleave is measured ``--repeats`` times (default 7), each
 time as a pair with the one-session layout, taken moments apart (so a change in the shared
@@ -30,12 +34,15 @@ Part 2, the sampler's cost per epoch for ``--n`` (default 1,000,000) indices: ``
 synthetic writer's four levels, at step 0 where the exponent is 2), ``indices()`` for
 world_size 1 (rank 0) and 2 (ranks 0 and 1, one call each, timed apart); median of
 ``--repeats``; ``bind`` is timed once. The ranks' shares are checked to be disjoint (for
-``random``: also to cover every index) and of equal length.
+``random``: also to cover every index) and of equal length. Then each step of
+``contrast_weighted.indices`` (permutation, weights, normalisation, the weighted draw
+``Generator.choice(p=...)``, the gather) is timed alone.
 
 From the repository root:
 
     .venv/bin/python benchmarks/multi_dataset.py [--sessions 10 40] [--trials 20000] [--batch 64]
                                                  [--samples 100000] [--repeats 7] [--threads 1] [--data DIR]
+                                                 [--device cuda] [--part 1|2]
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from torch.utils.data._utils.collate import default_convert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -96,9 +104,18 @@ def build(paths: list[str], batch: int, interleave: str) -> tuple[CoreDataModule
     return dm, time.perf_counter() - start
 
 
-def throughput(dm: CoreDataModule, samples: int, finish: bool) -> tuple[float, int]:
-    """Samples/s over ``samples`` samples after ``WARMUP`` batches, epochs chained; and the samples per epoch."""
+def to_device(batch: dict, device: torch.device | None) -> dict:
+    """What Lightning's batch transfer does: every tensor to the device (non-blocking from pinned memory)."""
+    if device is None:
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def throughput(dm: CoreDataModule, samples: int, finish: bool, device: torch.device | None = None) -> tuple[float, int]:
+    """Samples/s over ``samples`` samples after ``WARMUP`` batches, epochs chained; and the samples per epoch.
+    With ``finish`` each batch goes to ``device`` (if given) and through ``on_after_batch_transfer``."""
     loader = dm.train_dataloader()
+    device = device if finish else None
 
     def epoch():
         dm.trainer.current_epoch += 1
@@ -109,7 +126,9 @@ def throughput(dm: CoreDataModule, samples: int, finish: bool) -> tuple[float, i
     for _ in range(WARMUP):
         batch = next(it)
         if finish:
-            dm.on_after_batch_transfer(batch, 0)
+            dm.on_after_batch_transfer(to_device(batch, device), 0)
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize()
     done, start = 0, time.perf_counter()
     while done < samples:
         try:
@@ -118,21 +137,33 @@ def throughput(dm: CoreDataModule, samples: int, finish: bool) -> tuple[float, i
             it = epoch()
             continue
         if finish:
-            batch = dm.on_after_batch_transfer(batch, 0)
+            batch = dm.on_after_batch_transfer(to_device(batch, device), 0)
             assert batch["stim"].dtype == torch.float32
         done += len(batch["stim"])
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize()
     return done / (time.perf_counter() - start), per_epoch
 
 
-def draw_us(dm: CoreDataModule) -> float:
-    """Microseconds per batch spent drawing an epoch's batch indices (the loader's sampler, iterated once)."""
-    sampler = dm.train_dataloader().sampler
-    times = []
-    for _ in range(21):
+def host_parts(dm: CoreDataModule, repeats: int = 9) -> dict[str, float]:
+    """Microseconds per batch, over one epoch, of the host side's three steps (medians of ``repeats``):
+    ``draw`` (iterate the loader's sampler: every dataset's ``sampler.indices`` and its split into
+    batches), ``gather`` (``loader.dataset[key]``: ``index_select`` per field, plus the name for
+    several datasets) and ``convert`` (the DataLoader's ``default_convert`` of the batch dict)."""
+    loader = dm.train_dataloader()
+    times: dict[str, list[float]] = {"draw": [], "gather": [], "convert": []}
+    for _ in range(repeats):
         start = time.perf_counter()
-        batches = list(sampler)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / len(batches) * 1e6
+        keys = list(loader.sampler)
+        drawn = time.perf_counter()
+        batches = [loader.dataset[key] for key in keys]
+        gathered = time.perf_counter()
+        for batch in batches:
+            default_convert(batch)
+        converted = time.perf_counter()
+        for name, seconds in (("draw", drawn - start), ("gather", gathered - drawn), ("convert", converted - gathered)):
+            times[name].append(seconds / len(keys) * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def part1(args: argparse.Namespace, folder: Path) -> None:
@@ -152,29 +183,32 @@ def part1(args: argparse.Namespace, folder: Path) -> None:
                 pair = (one, case) if repeat % 2 == 0 else (case, one)
                 got = {}
                 for which in pair:
-                    got[which], per_epoch[which] = throughput(built[which][0], args.samples, finish)
+                    got[which], per_epoch[which] = throughput(built[which][0], args.samples, finish, args.device)
                     rates[which, finish].append(got[which])
                 ratios[case, finish].append(got[case] / got[one])
     print(f"part 1: training input, {args.trials:,} trials of {SIZE}x{SIZE} uint8 + {NEURONS} responses in total, "
-          f"hdf5 mode memory, uint8, pixelnorm on the CPU, batch {args.batch}, 0 workers, torch threads "
+          f"hdf5 mode memory, uint8, pixelnorm on {args.device or 'the CPU'}, batch {args.batch}, 0 workers, "
+          f"torch threads "
           f"{torch.get_num_threads()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"  {args.samples:,} samples timed after {WARMUP} warm-up batches; {args.repeats} pairs with one session per "
           f"layout; load average at the end {os.getloadavg()[0]:.2f}")
     print(f"  {'layout':<12} {'interleave':<12} {'setup s':>7} {'samples/epoch':>13} {'samples/s':>10} "
-          f"{'(min..max)':>21} {'x one':>6} {'host only/s':>11} {'x one':>6} {'draw us/batch':>13}")
+          f"{'(min..max)':>21} {'x one':>6} {'host only/s':>11} {'x one':>6} "
+          f"{'draw us':>7} {'gather us':>9} {'convert us':>10}")
     worst = 1.0
     for case in cases:
         k, mode = case
         ratio = {f: statistics.median(ratios[case, f]) if k > 1 else 1.0 for f in (True, False)}
         full, host = (statistics.median(rates[case, f]) for f in (True, False))
+        parts = host_parts(built[case][0])
         if k > 1:
             worst = min(worst, ratio[True])
         spread = f"({min(rates[case, True]):,.0f}..{max(rates[case, True]):,.0f})"
         print(f"  {f'{k} x {args.trials // k:,}':<12} {mode if k > 1 else '-':<12} {built[case][1]:>7.2f} "
               f"{per_epoch[case]:>13,} {full:>10,.0f} {spread:>21} {ratio[True]:>6.3f} {host:>11,.0f} "
-              f"{ratio[False]:>6.3f} {draw_us(built[case][0]):>13.1f}")
-    print("  draw us/batch: drawing one epoch's batch indices (iterating the train loader's sampler: each "
-          "dataset's sampler.indices and split), median of 21, per batch of the epoch")
+              f"{ratio[False]:>6.3f} {parts['draw']:>7.1f} {parts['gather']:>9.1f} {parts['convert']:>10.1f}")
+    print("  draw/gather/convert us: host-side steps per batch over one epoch, median of 9: draw (each dataset's "
+          "sampler.indices and split into batches), gather (dataset[key]), convert (DataLoader default_convert)")
     print("  x one: median over repeats of this layout's samples/s over the one-session samples/s measured next to it")
     verdict = "met" if worst >= 0.9 else "MISSED"
     print(f"  slowest multi-session layout: {worst:.3f}x the one-session samples/s (target >= 0.90: {verdict})")
@@ -212,6 +246,28 @@ def part2(args: argparse.Namespace) -> None:
             covers = len(np.unique(np.concatenate(shares))) == n
             print(f"  {'':<18} shares: equal length {len(lengths) == 1}, disjoint {disjoint}, "
                   f"cover all {n:,} indices {covers}")
+    # contrast_weighted's steps (world_size 1) timed alone, as plugins/curriculum/sampler.py does them
+    exponent = weighted.exponent(0)
+    share = np.random.default_rng((0, 0)).permutation(n)
+    weights = weighted.contrast[share] ** exponent
+    p = weights / weights.sum()
+    rng = np.random.default_rng((0, 0, 0))
+    picked = rng.choice(n, size=n, replace=True, p=p)
+    steps = {"permutation": lambda: np.random.default_rng((0, 0)).permutation(n),
+             "weights": lambda: weighted.contrast[share] ** exponent,
+             "normalise": lambda: weights / weights.sum(),
+             "choice(p=...)": lambda: rng.choice(n, size=n, replace=True, p=p),
+             "gather": lambda: share[picked]}
+    spent = {}
+    for name, step in steps.items():
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        spent[name] = statistics.median(times) * 1e3
+    print("  contrast_weighted, world_size 1, its steps timed alone (ms, median): "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in spent.items()))
 
 
 def main() -> None:
@@ -225,6 +281,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="indices per epoch in part 2")
     parser.add_argument("--data", type=Path, help="folder for the sessions (kept; reused when present)")
     parser.add_argument("--part", type=int, choices=(1, 2), help="run only this part")
+    parser.add_argument("--device", type=torch.device, help="move each batch there before on_after_batch_transfer "
+                        "(e.g. cuda; default: finish on the CPU, no transfer)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part in (None, 1):

@@ -22,9 +22,17 @@ class SamplerClock(Callback):
     def __init__(self, samplers: list[Any]) -> None:
         self.samplers = samplers
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # after a checkpoint is restored and before the first epoch draws its indices: a resumed
+        # run's curriculum continues where it stopped instead of drawing one epoch at step 0
+        self._tell(trainer.global_step)
+
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._tell(trainer.global_step)
+
+    def _tell(self, step: int) -> None:
         for sampler in self.samplers:
-            sampler.set_step(trainer.global_step)
+            sampler.set_step(step)
 
 
 class EpochSummary(Callback):

@@ -198,3 +198,24 @@ def test_ddp_on_two_cpu_processes_gives_each_rank_disjoint_samples(tmp_path, ses
             ranks = [np.load(record / f"rank{r}_of2_n{n}_epoch{epoch}.npy") for r in (0, 1)]
             assert len(ranks[0]) == len(ranks[1]) == n // 2
             assert not set(ranks[0].tolist()) & set(ranks[1].tolist())
+
+
+def test_shared_core_readout_refuses_an_even_kernel_and_dotted_names():
+    from core import DatasetMeta
+    from plugins.shared_core_readout.model import SharedCoreReadout
+
+    meta = DatasetMeta("s", (1, 8, 8), {}, {"train": 1}, fields={"responses": ((3,), "float32")})
+    with pytest.raises(ValueError, match="kernel odd"):
+        SharedCoreReadout(meta, {"s": meta}, kernel=4)
+    with pytest.raises(ValueError, match=r"contain '\.'"):
+        SharedCoreReadout(meta, {"m1.s0": meta})
+
+
+def test_the_sampler_clock_sets_the_restored_step_before_the_first_epoch():
+    from types import SimpleNamespace
+
+    from core.callbacks import SamplerClock
+
+    sampler = ContrastWeighted(ramp_steps=100)
+    SamplerClock([sampler]).on_train_start(SimpleNamespace(global_step=60), None)
+    assert sampler.step == 60

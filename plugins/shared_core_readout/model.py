@@ -76,8 +76,13 @@ class SharedCoreReadout(nn.Module):
         pretrained: str | None = None,
     ) -> None:
         super().__init__()
-        if min(channels, layers, kernel) < 1:
-            raise ValueError("channels, layers and kernel must be at least 1")
+        if min(channels, layers, kernel) < 1 or kernel % 2 == 0:
+            raise ValueError(f"channels and layers must be at least 1 and kernel odd (the maps keep their size), "
+                             f"not kernel {kernel}")
+        dotted = [name for name in datasets if "." in name]
+        if dotted:
+            raise ValueError(f"dataset names {dotted} contain '.', which a readout's parameter name cannot hold; "
+                             "rename them (e.g. m1_s0)")
         shapes = {name: (m.stim_shape, m.stim_axes) for name, m in datasets.items()}
         if len(set(shapes.values())) > 1:
             raise ValueError(f"the shared core takes one stimulus shape; the datasets give {shapes}")
