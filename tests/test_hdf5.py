@@ -101,9 +101,12 @@ def _check_worker_handles(worker_id: int) -> None:
     assert split.pool.open_count() == 0  # the parent's handles are not used in a worker
 
 
-def test_chunk_cache_defaults_to_the_files_chunks(tmp_path):
+def test_chunk_cache_defaults_to_the_files_chunks_when_compressed(tmp_path):
     write_session(tmp_path / "a.h5", n=600, stim_shape=(64, 64), chunks=256)
-    info = read_info(str(tmp_path / "a.h5"))
+    assert default_cache_bytes(read_info(str(tmp_path / "a.h5"))) == 0  # uncompressed: reads need no cache
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f.create_dataset("stim", data=np.zeros((600, 64, 64), np.uint8), chunks=(256, 64, 64), compression="gzip")
+    info = read_info(str(tmp_path / "b.h5"))
     assert info.chunk_bytes == 256 * 64 * 64 and default_cache_bytes(info) == 4 * 2**20
     handle = HandlePool(2, None).get(info)
     assert handle.id.get_access_plist().get_cache()[2] == 4 * 2**20

@@ -23,6 +23,7 @@ from plugins.hdf5.reader import HandlePool, Rows, SessionRows
 from plugins.hdf5.session import SPLIT_CODES, SessionInfo, expand_paths, open_file, read_info
 
 OPTIONAL = ("responses", "contrast", "label")
+DEFAULT_MAX_OPEN = 64
 
 
 class HDF5Sessions(DataFormat):
@@ -30,22 +31,26 @@ class HDF5Sessions(DataFormat):
         self,
         paths: str | list[str],
         mode: Literal["memory", "lazy"] = "memory",
-        max_open_files: int = 8,
+        max_open_files: int | None = None,
         rdcc_nbytes: int | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
     ) -> None:
         """``paths``: session files or globs. ``max_open_files``: open handles per process
-        (least recently used closed first). ``rdcc_nbytes``: HDF5 chunk cache per dataset
-        (default: four of the file's largest chunks, at least h5py's 1 MiB)."""
-        if max_open_files < 1:
+        (least recently used closed first; default one per session, at most
+        ``DEFAULT_MAX_OPEN``: a random batch touches every session, so fewer handles than
+        sessions reopen files every batch). ``rdcc_nbytes``: HDF5 chunk cache per dataset
+        (default: none for uncompressed files, four of the largest chunks for compressed ones)."""
+        if max_open_files is not None and max_open_files < 1:
             raise ValueError(f"max_open_files must be at least 1, not {max_open_files}")
         if rdcc_nbytes is not None and rdcc_nbytes < 0:
             raise ValueError(f"rdcc_nbytes must be >= 0, not {rdcc_nbytes}")
         if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be >= 0 and sum below 1")
         self.paths, self.mode = expand_paths(paths), mode
+        if max_open_files is None:
+            max_open_files = min(len(self.paths), DEFAULT_MAX_OPEN)
         self.streams = mode == "lazy"
         self.fractions, self.split_seed = {"val": val_fraction, "test": test_fraction}, split_seed
         self.pool = HandlePool(max_open_files, rdcc_nbytes)

@@ -28,8 +28,12 @@ MAX_CACHE = 256 * 2**20
 
 
 def default_cache_bytes(info: SessionInfo) -> int:
-    """A chunk cache that holds a few of the file's chunks (h5py's 1 MiB default holds none
-    of a 256-trial chunk of 64x64 frames, and then each trial read decompresses its chunk)."""
+    """Compressed chunks: a cache of a few of the file's chunks (h5py's 1 MiB holds none of a
+    256-trial chunk of 64x64 frames, and then each trial read decompresses its chunk again).
+    Uncompressed: none. Reads go straight to the bytes they need, as fast as through a cache
+    (benchmarks/sessions_io.py), and every open file would otherwise hold its cache."""
+    if not info.compressed:
+        return 0
     return int(min(MAX_CACHE, max(MIN_CACHE, CACHE_CHUNKS * info.chunk_bytes)))
 
 

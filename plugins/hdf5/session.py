@@ -35,6 +35,7 @@ class SessionInfo:
     stim_axes: str  # "CHW" or "TCHW"
     chunk_rows: dict[str, int | None]  # trials per chunk of each field (None: contiguous)
     chunk_bytes: int  # the largest chunk of any field
+    compressed: bool  # any field stored through a compression filter
     label_classes: int | None
     head_name: str
 
@@ -80,6 +81,7 @@ def read_info(path: str) -> SessionInfo:
         shapes = {"stim": stim_shape}
         chunks: dict[str, int | None] = {"stim": stim.chunks[0] if stim.chunks else None}
         chunk_bytes = _chunk_bytes(stim)
+        compressed = stim.compression is not None
         for name in FIELDS[1:]:
             if name not in f:
                 continue
@@ -92,6 +94,7 @@ def read_info(path: str) -> SessionInfo:
             shapes[name] = tuple(data.shape[1:])
             chunks[name] = data.chunks[0] if data.chunks else None
             chunk_bytes = max(chunk_bytes, _chunk_bytes(data))
+            compressed = compressed or data.compression is not None
         classes = f.attrs.get("label_classes")
         return SessionInfo(
             path=path,
@@ -101,6 +104,7 @@ def read_info(path: str) -> SessionInfo:
             stim_axes=axes,
             chunk_rows=chunks,
             chunk_bytes=chunk_bytes,
+            compressed=compressed,
             label_classes=int(classes) if classes is not None else None,
             head_name=str(f.attrs.get("head_name", "label")),
         )
