@@ -106,9 +106,9 @@ def total_plan(plans: list[MemoryPlan]) -> MemoryPlan:
     chosen_bytes = sum(p.row(p.chosen).bytes or 0 for p in plans)
     chosen = {p.chosen for p in plans}
     if len(chosen) > 1:  # datasets with different backends: add a row for the run as configured
-        rows.append(PlanRow("as chosen", chosen_bytes))
+        rows.append(PlanRow("chosen", chosen_bytes))
     name = f"{len(plans)} datasets"
-    return MemoryPlan(name, rows, chosen.pop() if len(chosen) == 1 else "as chosen", plans[0].available, plans[0].where)
+    return MemoryPlan(name, rows, chosen.pop() if len(chosen) == 1 else "chosen", plans[0].available, plans[0].where)
 
 
 def check_fits(plan: MemoryPlan) -> None:

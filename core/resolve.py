@@ -39,9 +39,8 @@ class Used:
 
 @dataclass
 class ResolvedDataset:
-    """One dataset of a run, built: its name (``""`` for a run's only ``data``), parts and plan."""
+    """One dataset of a run, built: its parts and memory plan (its name is ``meta.name``)."""
 
-    name: str
     fmt: DataFormat
     meta: DatasetMeta
     storage: StorageBackend
@@ -62,6 +61,10 @@ class ResolvedRun:
     loss_weights: dict[str, float]
     memory: MemoryPlan  # all datasets together
     used: list[Used] = field(default_factory=list)
+
+    @property
+    def heads(self) -> dict[str, int]:
+        return all_heads(self.datasets)
 
     # a run's first (usually only) dataset, for the single-dataset features (experiment sweeps)
     @property
@@ -129,12 +132,16 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     used: list[Used] = []
     datasets = [_resolve_dataset(spec, config, registry, used) for spec in dataset_specs(config)]
     memory = datasets[0].memory if len(datasets) == 1 else total_plan([d.memory for d in datasets])
-    heads = {head: n for d in datasets for head, n in d.meta.heads.items()}
-    targets = heads | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
+    targets = all_heads(datasets) | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
     loss_weights = _loss_weights(config.loss_weights, targets)
     model = _build_model(model_c, datasets)
     used.append(model_c.used)
     return ResolvedRun(config, registry, datasets, model, loss_weights, memory, used)
+
+
+def all_heads(datasets: list[ResolvedDataset]) -> dict[str, int]:
+    """Every label head of the run's datasets, with its number of classes."""
+    return {head: n for d in datasets for head, n in d.meta.heads.items()}
 
 
 def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, used: list[Used]) -> ResolvedDataset:
@@ -165,7 +172,7 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
                           fix="use data.sampler: random, or data that records it (e.g. a session's contrast)")
     used += [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used]
     model_meta = replace(meta, stim_shape=layout.shape, stim_axes=layout.axes)
-    return ResolvedDataset(spec.name, fmt, meta, storage, steps, prepare, device, sampler, memory, model_meta)
+    return ResolvedDataset(fmt, meta, storage, steps, prepare, device, sampler, memory, model_meta)
 
 
 def _build_model(model_c: Checked, datasets: list[ResolvedDataset]) -> Any:

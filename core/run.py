@@ -72,8 +72,7 @@ def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
     parts = [DatasetParts(d.meta.name, d.fmt, d.storage, d.prepare, list(d.device), d.sampler) for d in resolved.datasets]
     datamodule = CoreDataModule(parts, InOrder(), config.data.batch_size, config.data.num_workers, config.seed,
                                 config.data.placement, config.data.interleave)
-    heads = {head: n for d in resolved.datasets for head, n in d.meta.heads.items()}
-    return datamodule, MultiHeadClassifier(resolved.model, heads, resolved.loss_weights, config.optim)
+    return datamodule, MultiHeadClassifier(resolved.model, resolved.heads, resolved.loss_weights, config.optim)
 
 
 def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None) -> dict[str, float]:

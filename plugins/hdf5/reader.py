@@ -156,7 +156,7 @@ class Rows:
         return self.shape[0]
 
     def __getitem__(self, window: slice) -> np.ndarray:
-        return self.split.read_fields(np.arange(len(self))[window], [self.name])[self.key]
+        return self.split.read_fields(np.arange(*window.indices(len(self))), [self.name])[self.key]
 
 
 def _dtype(name: str) -> str:
