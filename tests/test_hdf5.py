@@ -211,3 +211,11 @@ def test_make_sessions_follows_its_model_and_trains_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     accuracy = float(done.stdout.split("test/label_acc = ")[1].split()[0])
     assert accuracy > 0.3  # 8 orientations: chance is 0.125
+
+
+def test_split_values_other_than_0_1_2_are_an_error(tmp_path):
+    write_session(tmp_path / "a.h5", n=4)
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        f["split"] = np.array([0, 1, 2, 3], dtype=np.uint8)
+    with pytest.raises(DataError, match=r"a.h5: split holds .*3.*; use 0 \(train\), 1 \(val\) or 2 \(test\)"):
+        HDF5Sessions(str(tmp_path / "a.h5")).meta()

@@ -219,3 +219,26 @@ def test_the_sampler_clock_sets_the_restored_step_before_the_first_epoch():
     sampler = ContrastWeighted(ramp_steps=100)
     SamplerClock([sampler]).on_train_start(SimpleNamespace(global_step=60), None)
     assert sampler.step == 60
+
+
+def test_max_datasets_needs_several_and_a_one_dataset_model_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="max_datasets: applies to datasets or datasets_dir, not to one data.format"):
+        parse_config({**BASE, "data": {"format": "digits"}, "max_datasets": 2})
+    path = tmp_path / "run.yaml"
+    path.write_text("name: x\ndata: {transforms: [pixelnorm]}\nmodel: simple_cnn\n"
+                    "datasets: [{name: a, format: digits}, {name: b, format: digits}]\n")
+    done = run_cli("core-train", "--config", path, "--dry-run")
+    assert done.returncode == 2
+    assert "config error at model: model 'simple_cnn' is built for one dataset, but this run has 2" in done.stderr
+
+
+def test_pretrained_without_a_file_and_data_without_responses_are_refused():
+    from core import DatasetMeta
+    from plugins.shared_core_readout.model import SharedCoreReadout
+
+    meta = DatasetMeta("s", (1, 8, 8), {}, {"train": 1}, fields={"responses": ((3,), "float32")})
+    with pytest.raises(ValueError, match="pretrained: no checkpoint at nowhere.ckpt"):
+        SharedCoreReadout(meta, {"s": meta}, pretrained="nowhere.ckpt")
+    bare = DatasetMeta("d", (1, 8, 8), {"digit": 10}, {"train": 1})
+    with pytest.raises(ValueError, match="dataset 'd' has no responses to predict"):
+        SharedCoreReadout(bare, {"d": bare})
