@@ -54,24 +54,37 @@ class MultiHeadClassifier(lightning.LightningModule):
         for head, weight in self.loss_weights.items():
             if head not in logits or head == "responses" or head not in batch:
                 continue
-            out, target = logits[head], batch[head]
-            if out.dim() == 3:  # (B, T, classes): a readout at every time step
-                out, target = self._over_time(out, target, batch.get("stim_on"), f"{stage}/{head}", stage != "train")
-            loss = F.cross_entropy(out.float(), target, ignore_index=IGNORE_INDEX)
+            loss, acc = self._head(logits[head], batch[head], batch.get("stim_on"), f"{stage}/{head}", stage != "train")
             total = total + weight * loss
+            self.log(f"{stage}/{head}_acc", acc, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
+        # not on the progress bar: Lightning reads progress-bar values to the host after every
+        # batch; core.progress shows the loss read at the logging interval instead
+        self.log(f"{stage}/loss", total, on_step=stage == "train", on_epoch=True, batch_size=size,
+                 sync_dist=stage != "train")
+        return total
+
+    def _head(self, out: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None, name: str,
+              evaluating: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One head's cross-entropy and accuracy over the samples (and time steps) that count."""
+        if out.dim() == 2:
             valid = target != IGNORE_INDEX
             correct = (out.argmax(-1) == target) & valid
-            acc = correct.sum() / valid.sum().clamp(min=1)
-            self.log(f"{stage}/{head}_acc", acc, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
-        self.log(f"{stage}/loss", total, on_step=stage == "train", on_epoch=True, batch_size=size,
-                 prog_bar=stage == "train", sync_dist=stage != "train")
-        return total
+            return F.cross_entropy(out.float(), target, ignore_index=IGNORE_INDEX), correct.sum() / valid.sum().clamp(min=1)
+        # (B, T, classes): a readout at every time step. The steps that count are weighted by 1,
+        # the others by 0 (a boolean mask would give a data-dependent shape: a host sync)
+        target, counted = self._over_time(out, target, on, name, evaluating)
+        counted = counted & (target != IGNORE_INDEX)
+        per_step = F.cross_entropy(out.float().flatten(0, 1), target.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+        weight = counted.flatten().to(per_step.dtype)
+        n = weight.sum().clamp(min=1)
+        correct = (out.argmax(-1) == target) & counted
+        return (per_step * weight).sum() / n, correct.sum() / n
 
     def _over_time(
         self, out: torch.Tensor, labels: torch.Tensor, on: torch.Tensor | None, name: str, per_step: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flatten (B, T) outputs to the steps the loss sees (the model's ``loss_on``:
-        ``stimulus`` steps, ``all`` steps, or the ``last``), each against the sample's label.
+        """Each step's target (the sample's label) and which steps the loss sees (the model's
+        ``loss_on``: ``stimulus`` steps, ``all`` steps, or the ``last``), both (B, T).
         With ``per_step``, log the accuracy at every step as ``<name>_acc_step<t>``."""
         b, t = out.shape[:2]
         if on is None:
@@ -85,13 +98,12 @@ class MultiHeadClassifier(lightning.LightningModule):
                 self.log(f"{name}_acc_step{step}", accuracy[step], on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
         loss_on = getattr(self.model, "loss_on", "stimulus")
         if loss_on == "all":
-            mask = torch.ones_like(on)
-        elif loss_on == "last":
-            mask = torch.zeros_like(on)
-            mask[:, -1] = True
-        else:
-            mask = on
-        return out[mask], target[mask]
+            return target, torch.ones_like(on)
+        if loss_on == "last":
+            last = torch.zeros_like(on)
+            last[:, -1] = True
+            return target, last
+        return target, on
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

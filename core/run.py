@@ -84,6 +84,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     from core.callbacks import EpochSummary, ResumeHint, SamplerClock
     from core.curves import plot_curves
     from core.metrics_log import RunLogger, truncate_after
+    from core.progress import IntervalProgressBar
 
     config = resolved.config
     (run_dir / "config.yaml").write_text(to_yaml(config))
@@ -95,10 +96,13 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     )
     # rewritten at the end of every epoch: what --resume continues from
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    callbacks = [best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary()]
+    if config.trainer.get("enable_progress_bar", True):
+        callbacks.append(IntervalProgressBar())
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=RunLogger(run_dir),
-        callbacks=[best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary()],
+        callbacks=callbacks,
         use_distributed_sampler=False,
         **_trainer_options(config.trainer, len(resolved.datasets)),
     )

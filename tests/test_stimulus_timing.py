@@ -104,9 +104,14 @@ def test_recurrent_cnn_reads_out_every_step_and_loss_on_selects_steps():
         assert logits.shape == (4, 6, 10)
         module = MultiHeadClassifier(model, {"digit": 10}, {"digit": 1.0}, OptimSection())
         module.log = lambda *a, **k: None
-        out, target = module._over_time(logits, batch["digit"], batch["stim_on"], "val/digit", per_step=False)
-        assert out.shape == (4 * steps, 10)
-        assert sorted(set(target.tolist())) == [1, 2, 3, 4]  # the sample's label, also on void steps
+        target, counted = module._over_time(logits, batch["digit"], batch["stim_on"], "val/digit", per_step=False)
+        assert counted.shape == (4, 6) and int(counted.sum()) == 4 * steps
+        assert sorted(set(target[counted].tolist())) == [1, 2, 3, 4]  # the sample's label, also on void steps
+        # weighting the counted steps by 1 and the rest by 0 is the loss over the counted steps alone
+        loss, acc = module._head(logits, batch["digit"], batch["stim_on"], "train/digit", evaluating=False)
+        expected = torch.nn.functional.cross_entropy(logits[counted], target[counted])
+        torch.testing.assert_close(loss, expected)
+        torch.testing.assert_close(acc, (logits[counted].argmax(-1) == target[counted]).float().mean())
 
 
 def test_experiment_parameter_must_name_a_device_transform_option():

@@ -1,6 +1,8 @@
 """Batched augmentations on the device: one random draw per sample, no per-sample Python.
 
-Both act on the last two axes (H, W) and run only while training.
+Both act on the last two axes (H, W) and run only while training. Neither makes the host
+wait for the accelerator: the random choices stay on the device and select through
+``torch.where`` and ``gather``, never through ``nonzero``, ``unique`` or a boolean mask.
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ class RandomFlip(Transform):
 
     def __call__(self, batch: Batch) -> Batch:
         stim = batch["stim"]
-        chosen = (torch.rand(len(stim), device=stim.device) < self.p).nonzero().squeeze(1)
-        out = stim.clone()
-        out[chosen] = stim.index_select(0, chosen).flip(-1)  # only the chosen samples are flipped
-        return {**batch, "stim": out}
+        chosen = torch.rand(len(stim), device=stim.device) < self.p
+        chosen = chosen.view(-1, *([1] * (stim.dim() - 1)))
+        return {**batch, "stim": torch.where(chosen, stim.flip(-1), stim)}
 
 
 class RandomTranslate(Transform):
@@ -61,10 +62,12 @@ class RandomTranslate(Transform):
         padded = F.pad(stim, (p, p, p, p))
         side = 2 * p + 1
         shift = torch.randint(0, side * side, (len(stim),), device=stim.device)
-        out = torch.empty_like(stim)
-        # one slice per distinct shift ((2p+1)^2 at most), each applied to all samples drawn it
-        for value in shift.unique().tolist():
-            rows = (shift == value).nonzero().squeeze(1)
-            dy, dx = divmod(value, side)
-            out[rows] = padded.index_select(0, rows)[..., dy : dy + height, dx : dx + width]
-        return {**batch, "stim": out}
+        dy, dx = shift // side, shift % side
+        # each output pixel (i, j) of sample b reads padded pixel (i + dy_b, j + dx_b): one
+        # gather over the flattened frames, with the window's offsets computed on the device
+        rows = torch.arange(height, device=stim.device).view(1, height, 1) + dy.view(-1, 1, 1)
+        cols = torch.arange(width, device=stim.device).view(1, 1, width) + dx.view(-1, 1, 1)
+        where = (rows * (width + 2 * p) + cols).flatten(1)  # (B, H*W) into the (H+2p)*(W+2p) frame
+        frames = padded.reshape(len(stim), -1, padded.shape[-2] * padded.shape[-1])  # (B, planes, pixels)
+        out = frames.gather(2, where.unsqueeze(1).expand(-1, frames.shape[1], -1))
+        return {**batch, "stim": out.view(stim.shape)}
