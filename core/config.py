@@ -38,7 +38,7 @@ class DataSection(_Section):
     sampler: ComponentSpec = "random"
     batch_size: pydantic.PositiveInt = 64
     num_workers: pydantic.NonNegativeInt = 0
-    placement: Literal["host", "device"] = "host"
+    placement: Literal["auto", "host", "device"] = "auto"
     memory_budget: pydantic.ByteSize | None = None
     interleave: Literal["round_robin", "proportional"] = "round_robin"
 
@@ -65,6 +65,15 @@ class OptimSection(_Section):
     min_lr: pydantic.NonNegativeFloat = 0.0  # linear_warmup_cosine: the floor the cosine ends at
 
 
+class CompileSection(_Section):
+    """``torch.compile`` of the model (its ``forward``; weights and checkpoints are unchanged)."""
+
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    backend: str = "inductor"
+    fullgraph: bool = False
+    dynamic: bool | None = None
+
+
 class ExperimentSection(_Section):
     """A sweep evaluated on the test split: ``parameter`` is ``<transform>.<option>``."""
 
@@ -87,6 +96,7 @@ class RunConfig(_Section):
     loss_weights: dict[str, float] = {}
     optim: OptimSection = OptimSection()
     trainer: dict[str, Any] = {}
+    compile: CompileSection | None = None
     experiment: ExperimentSection | None = None
 
 

@@ -1,9 +1,11 @@
 """The generic LightningDataModule: format -> storage -> sampler -> batched gather -> device.
 
-Samples are held as tensors in RAM (in the storage backend's dtype). A batch is gathered
-with one tensor index per field (no per-sample Python), pinned when a GPU is used, moved
-to the device by Lightning, and finished there in ``on_after_batch_transfer``: the storage
-backend's ``finish`` and then the device-stage transforms.
+Samples are held as tensors in RAM or in accelerator memory (in the storage backend's
+dtype; see :mod:`core.placement`). A batch is gathered with one tensor index per field
+(no per-sample Python); from RAM it is pinned and copied to a CUDA accelerator ahead of
+its step (:mod:`core.prefetch`). It is finished on the device in
+``on_after_batch_transfer``: the storage backend's ``finish`` and then the device-stage
+transforms.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import Sampler as TorchSampler
 
 from core.errors import DataError
+from core.prefetch import DevicePrefetch, ready_on_current_stream
 from core.kinds import Batch, DataFormat, DiskSplit, Sampler, Step, StorageBackend, Stream
 
 
@@ -224,14 +227,12 @@ class CoreDataModule(lightning.LightningDataModule):
         else:
             dataset = Grouped(gatherers, [parts.name for parts in self.datasets])
             sampler = GroupedBatches(orders, self.interleave if train else "round_robin", self.seed, self._epoch)
-        return DataLoader(
-            dataset,
-            sampler=sampler,
-            batch_size=None,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available() and self._data_device() is None,
-            persistent_workers=self.num_workers > 0,
-        )
+        loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
+                            persistent_workers=self.num_workers > 0)
+        accelerator = self.trainer.strategy.root_device if self.trainer is not None else None
+        if accelerator is not None and accelerator.type == "cuda" and self._data_device() is None:
+            return DevicePrefetch(loader, accelerator)  # pinned and copied while the previous step runs
+        return loader
 
     def train_dataloader(self) -> Iterable[Batch]:
         return self._loader("train")
@@ -243,6 +244,7 @@ class CoreDataModule(lightning.LightningDataModule):
         return self._loader("test")
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        batch = ready_on_current_stream(batch)
         training = self.trainer is not None and self.trainer.training
         parts = self.by_name[batch["dataset"]] if "dataset" in batch else self.datasets[0]
         batch = parts.storage.finish(batch, self.compute_dtype())

@@ -69,13 +69,11 @@ def plan_memory(
     backends: dict[str, StorageBackend],
     steps: list[Step],
     budget: int | None,
-    accelerator_free: int | None = None,
     streamed: bool = False,
 ) -> MemoryPlan:
-    """Bytes per backend for ``meta`` under ``steps``, against ``budget`` or the RAM available.
-
-    With ``accelerator_free`` (placement ``device`` on a GPU), that is the limit instead. A
-    ``streamed`` format holds nothing: its batches are read from disk as they are needed.
+    """Bytes per backend for ``meta`` under ``steps``, against ``budget`` or the RAM available
+    (the resolver re-targets it to the accelerator's free memory for placement ``device``).
+    A ``streamed`` format holds nothing: its batches are read from disk as they are needed.
     """
     rows = []
     for name, backend in backends.items():
@@ -88,8 +86,6 @@ def plan_memory(
             rows.append(PlanRow(name, None, reason=f"cannot hold these transforms: {exc.message.split(',')[0]}"))
             continue
         rows.append(PlanRow(name, stored_bytes(meta, layouts(meta.layout, prepare, meta.name)[-1], backend.bytes_per_value)))
-    if accelerator_free is not None:
-        return MemoryPlan(meta.name, rows, chosen, accelerator_free, "accelerator memory")
     if budget is not None:
         return MemoryPlan(meta.name, rows, chosen, budget, "RAM (data.memory_budget)")
     return MemoryPlan(meta.name, rows, chosen, available_ram(), "RAM")

@@ -28,8 +28,8 @@ def print_dry_run(resolved: ResolvedRun, console: Console | None = None) -> None
     stages = ", ".join(f"{s.name} ({'prepare' if s in resolved.prepare else 'device'})" for s in resolved.prepare + resolved.device)
     console.print(f"dataset '{meta.name}': stim {meta.stim_dtype} {meta.stim_shape}, "
                   f"splits {meta.split_sizes}, heads {meta.heads}")
-    console.print(f"transforms: {stages or '(none)'}; storage: {resolved.storage.dtype_name}, placement: "
-                  f"{resolved.config.data.placement}")
+    console.print(f"transforms: {stages or '(none)'}; storage: {resolved.storage.dtype_name}")
+    console.print(f"placement: {resolved.placement.where} ({resolved.placement.reason})", highlight=False)
     console.print(resolved.memory.table(), highlight=False)
     if not resolved.memory.fits():
         console.print("[red]the chosen storage does not fit: a run would stop before loading[/red]")

@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.compiling import check_compile
 from core.config import RunConfig, component
 from core.datasets import DatasetSpec, dataset_specs
 from core.errors import ConfigError, choices_text, did_you_mean
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import validate_options
+from core.placement import Placement, accelerator_free, choose_placement
 from core.registry import Component, Registry
 
 # Trainer arguments the core sets itself; a run cannot override them from YAML.
@@ -60,6 +62,7 @@ class ResolvedRun:
     model: Any
     loss_weights: dict[str, float]
     memory: MemoryPlan  # all datasets together
+    placement: Placement
     used: list[Used] = field(default_factory=list)
 
     @property
@@ -125,18 +128,24 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     """Check every component of ``config``, then build them; load no samples."""
     data = config.data
     check_trainer(config.trainer)
+    check_compile(config.compile, config.trainer)
     if data.placement == "device" and data.num_workers:
         raise ConfigError("data.num_workers", "placement 'device' gathers batches on the accelerator in the main process",
                           fix="set data.num_workers: 0 (or data.placement: host)")
     model_c = check(registry, "model", config.model, "model")
     used: list[Used] = []
+    free = accelerator_free(config.trainer)
     datasets = [_resolve_dataset(spec, config, registry, used) for spec in dataset_specs(config)]
+    held = sum(d.memory.row(d.memory.chosen).bytes or 0 for d in datasets)
+    placement = choose_placement(data.placement, data.num_workers, held, free)
+    if placement.where == "device" and free is not None:  # the held samples are planned against the accelerator
+        datasets = [replace(d, memory=replace(d.memory, available=free, where="accelerator memory")) for d in datasets]
     memory = datasets[0].memory if len(datasets) == 1 else total_plan([d.memory for d in datasets])
     targets = all_heads(datasets) | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
     loss_weights = _loss_weights(config.loss_weights, targets)
     model = _build_model(model_c, datasets)
     used.append(model_c.used)
-    return ResolvedRun(config, registry, datasets, model, loss_weights, memory, used)
+    return ResolvedRun(config, registry, datasets, model, loss_weights, memory, placement, used)
 
 
 def all_heads(datasets: list[ResolvedDataset]) -> dict[str, int]:
@@ -162,7 +171,7 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
                           fix="use transforms that run on the device, or convert the data to a format held in RAM")
     layout = layouts(meta.layout, prepare + device, meta.name)[-1]
     memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
-                         config.data.memory_budget, _accelerator_free(config), streamed=fmt.streams)
+                         config.data.memory_budget, streamed=fmt.streams)
     sampler = sampler_c.build()
     needed = [name for name in sampler.needs if name not in meta.fields]
     if needed:
@@ -200,15 +209,6 @@ def _backends(registry: Registry, chosen: str, built: StorageBackend) -> dict[st
         except Exception:  # a backend that needs options, or fails to load, is left out of the comparison
             continue
     return dict(sorted(backends.items(), key=lambda item: item[1].bytes_per_value))
-
-
-def _accelerator_free(config: RunConfig) -> int | None:
-    """Free accelerator memory when the dataset is to live there, else None (plan against RAM)."""
-    if config.data.placement != "device" or str(config.trainer.get("accelerator", "auto")) == "cpu":
-        return None
-    import torch
-
-    return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
 
 
 def _loss_weights(given: dict[str, float], heads: dict[str, int]) -> dict[str, float]:

@@ -65,30 +65,29 @@ def provenance(resolved: ResolvedRun) -> dict[str, Any]:
 
 def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
     """The run's LightningDataModule and LightningModule."""
+    from core.compiling import apply_compile
     from core.data import CoreDataModule, DatasetParts
     from core.module import MultiHeadClassifier
 
     config = resolved.config
     parts = [DatasetParts(d.meta.name, d.fmt, d.storage, d.prepare, list(d.device), d.sampler) for d in resolved.datasets]
     datamodule = CoreDataModule(parts, InOrder(), config.data.batch_size, config.data.num_workers, config.seed,
-                                config.data.placement, config.data.interleave)
-    return datamodule, MultiHeadClassifier(resolved.model, resolved.heads, resolved.loss_weights, config.optim)
+                                resolved.placement.where, config.data.interleave)
+    model = apply_compile(resolved.model, config.compile)
+    return datamodule, MultiHeadClassifier(model, resolved.heads, resolved.loss_weights, config.optim)
 
 
-def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None) -> dict[str, float]:
-    """Train with Lightning, test the best checkpoint, run the experiment sweep if any;
-    return the test metrics."""
+def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:
+    """The Lightning trainer, DataModule and module a run trains with, and its best-checkpoint
+    callback; ``extra_callbacks`` are added (benchmarks time epochs with one)."""
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from core.callbacks import EpochSummary, ResumeHint, SamplerClock
-    from core.curves import plot_curves
-    from core.metrics_log import RunLogger, truncate_after
+    from core.metrics_log import RunLogger
     from core.progress import IntervalProgressBar
 
     config = resolved.config
-    (run_dir / "config.yaml").write_text(to_yaml(config))
-    (run_dir / "plugins.json").write_text(json.dumps(provenance(resolved), indent=2) + "\n")
     datamodule, module = build_modules(resolved)
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=module.monitor, mode="max",
@@ -96,7 +95,8 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     )
     # rewritten at the end of every epoch: what --resume continues from
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
-    callbacks = [best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary()]
+    callbacks = [best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary(),
+                 *extra_callbacks]
     if config.trainer.get("enable_progress_bar", True):
         callbacks.append(IntervalProgressBar())
     trainer = lightning.Trainer(
@@ -106,6 +106,19 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         use_distributed_sampler=False,
         **_trainer_options(config.trainer, len(resolved.datasets)),
     )
+    return trainer, datamodule, module, best
+
+
+def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None) -> dict[str, float]:
+    """Train with Lightning, test the best checkpoint, run the experiment sweep if any;
+    return the test metrics."""
+    from core.curves import plot_curves
+    from core.metrics_log import truncate_after
+
+    config = resolved.config
+    (run_dir / "config.yaml").write_text(to_yaml(config))
+    (run_dir / "plugins.json").write_text(json.dumps(provenance(resolved), indent=2) + "\n")
+    trainer, datamodule, module, best = build_trainer(resolved, run_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     if resume:
         import torch
