@@ -44,7 +44,9 @@ class EpochSummary(Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        metrics = trainer.callback_metrics
+        # the module logs its training means after the callbacks' on_train_epoch_end: take them from it
+        means = pl_module.train_means.means() if hasattr(pl_module, "train_means") else {}
+        metrics = {**trainer.callback_metrics, **means}
         keys = sorted(k for k in metrics if (k.startswith("val/") or k == "train/loss_epoch") and "_step" not in k)
         line = " | ".join([f"epoch {trainer.current_epoch}"] + [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}"
                                                                for k in keys])

@@ -23,6 +23,29 @@ from core.responses import Correlations, response_loss
 IGNORE_INDEX = -1
 
 
+class EpochMeans:
+    """Batch-size-weighted means over an epoch, summed on the device: nothing is read per step."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, tuple[torch.Tensor, int]] = {}
+
+    def reset(self) -> None:
+        self.sums = {}
+
+    def add(self, name: str, value: torch.Tensor, size: int) -> None:
+        weighted = value.detach().float() * size
+        total, count = self.sums.get(name, (0.0, 0))
+        self.sums[name] = (weighted + total, count + size)
+
+    def means(self) -> dict[str, torch.Tensor]:
+        return {name: total / count for name, (total, count) in self.sums.items()}
+
+
+def logging_now(trainer: Any) -> bool:
+    """Whether Lightning writes step metrics after this training step (every ``log_every_n_steps``)."""
+    return bool(trainer._logger_connector.should_update_logs)
+
+
 class MultiHeadClassifier(lightning.LightningModule):
     def __init__(self, model: torch.nn.Module, heads: dict[str, int], loss_weights: dict[str, float], optim: OptimSection) -> None:
         super().__init__()
@@ -36,6 +59,7 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.monitor = "val/corr" if self.predicts_responses or self.first_head is None else f"val/{self.first_head}_acc"
         self.register_buffer("best_val_acc", torch.tensor(float("-inf")))
         self.correlations = Correlations()
+        self.train_means = EpochMeans()
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -48,7 +72,7 @@ class MultiHeadClassifier(lightning.LightningModule):
             name = batch["dataset"]
             loss = response_loss(logits["responses"], batch["responses"], getattr(self.model, "loss", "poisson"))
             total = total + self.loss_weights.get("responses", 1.0) * loss
-            self.log(f"{stage}/{name}/loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
+            self._record(f"{stage}/{name}/loss", loss, size)
             if stage != "train":
                 self.correlations.add(name, logits["responses"].detach(), batch["responses"])
         for head, weight in self.loss_weights.items():
@@ -56,12 +80,30 @@ class MultiHeadClassifier(lightning.LightningModule):
                 continue
             loss, acc = self._head(logits[head], batch[head], batch.get("stim_on"), f"{stage}/{head}", stage != "train")
             total = total + weight * loss
-            self.log(f"{stage}/{head}_acc", acc, on_step=False, on_epoch=True, batch_size=size, sync_dist=stage != "train")
-        # not on the progress bar: Lightning reads progress-bar values to the host after every
-        # batch; core.progress shows the loss read at the logging interval instead
-        self.log(f"{stage}/loss", total, on_step=stage == "train", on_epoch=True, batch_size=size,
-                 sync_dist=stage != "train")
+            self._record(f"{stage}/{head}_acc", acc, size)
+        if stage != "train":
+            self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+            return total
+        self.train_means.add("train/loss_epoch", total, size)
+        if logging_now(self.trainer):  # the step's loss goes to the loggers at their interval only
+            self.log("train/loss_step", total, on_step=True, on_epoch=False, batch_size=size)
         return total
+
+    def _record(self, name: str, value: torch.Tensor, size: int) -> None:
+        """A per-epoch metric: evaluation logs it through Lightning (reduced across ranks); training
+        adds it to ``train_means``, logged at the epoch's end (Lightning's ``log`` costs far more
+        per call than the two additions, and training steps are many)."""
+        if name.startswith("train/"):
+            self.train_means.add(name, value, size)
+        else:
+            self.log(name, value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+
+    def on_train_epoch_start(self) -> None:
+        self.train_means.reset()
+
+    def on_train_epoch_end(self) -> None:
+        for name, value in self.train_means.means().items():
+            self.log(name, value)
 
     def _head(self, out: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None, name: str,
               evaluating: bool) -> tuple[torch.Tensor, torch.Tensor]:

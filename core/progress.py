@@ -12,6 +12,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import RichProgressBar
 
+from core.module import logging_now
+
 
 class IntervalProgressBar(RichProgressBar):
     def __init__(self) -> None:
@@ -20,7 +22,7 @@ class IntervalProgressBar(RichProgressBar):
         self._due = True
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._due = trainer.global_step % max(1, trainer.log_every_n_steps) == 0
+        self._due = logging_now(trainer)
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         finally:
