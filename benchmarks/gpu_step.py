@@ -1,7 +1,8 @@
 """Steady-state training time per epoch: core-train against a plain PyTorch floor, in one run.
 
 Every row trains the same model on the same data for one untimed warm-up epoch and then
-``--epochs`` timed epochs, and reports the mean of the timed epochs in ms. Between rows
+``--epochs`` timed epochs, and reports the median of the timed epochs in ms (of every
+round's, with ``--repeats``: the rows run round after round, interleaved) and the best. Between rows
 ``lightning.seed_everything(0)`` is called and the model is rebuilt from scratch. The data
 is N random uint8 images (N, 3, S, S) (S = ``--image-size``, default 32) drawn with a fixed
 NumPy seed, and int64 labels in 10 classes. Every row does, per step, a batch of
@@ -71,8 +72,9 @@ Rows (``--rows`` selects them by the name in brackets):
 Two model widths are measured by default, each a table: ``small`` (simple_cnn
 conv1/conv2/fc_hidden = 32/64/128) and ``wide`` (128/256/512); ``--widths tiny`` (1/1/1) is
 a trivially cheap model, for the framework's own overhead per step on the CPU. Each row's ``x floor`` is its ms/epoch over the
-floor's. Below each table, ``core-train overhead per step (us)`` = (core-train ms/epoch -
-floor ms/epoch) / (N // B) * 1000, for host and device placement. The last line is
+floor's. Below each table, ``core-train overhead per step (us)`` = (core-train best ms/epoch -
+floor best ms/epoch) / (N // B) * 1000, for host and device placement (the best epochs:
+on a shared machine noise only adds time). The last line is
 ``RESULT {json}`` with every figure (per-epoch times too).
 
 Defaults: on CUDA N = 45,000, batch 512, bf16-mixed, 16 loader workers; on CPU N = 2,048,
@@ -91,6 +93,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -485,8 +488,17 @@ def run_row(key: str, setup: Setup, data: Data, width: dict[str, int]) -> dict[s
     if len(seconds) != setup.epochs + 1:
         raise RuntimeError(f"row {key}: {len(seconds)} epochs timed, expected {setup.epochs + 1}")
     timed = [s * 1000 for s in seconds[1:]]
-    return {"ms_per_epoch": sum(timed) / len(timed), "epochs_ms": timed, "warmup_ms": seconds[0] * 1000,
-            "wall_s": time.perf_counter() - start}
+    return {"ms_per_epoch": statistics.median(timed), "best_ms": min(timed), "epochs_ms": timed,
+            "warmup_ms": seconds[0] * 1000, "wall_s": time.perf_counter() - start}
+
+
+def merge(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row's runs of several rounds as one: the median and the best of all their timed epochs."""
+    if any(r["ms_per_epoch"] is None for r in repeats):
+        return repeats[0]
+    timed = [ms for r in repeats for ms in r["epochs_ms"]]
+    return {**repeats[0], "ms_per_epoch": statistics.median(timed), "best_ms": min(timed), "epochs_ms": timed,
+            "wall_s": sum(r["wall_s"] for r in repeats)}
 
 
 # ------------------------------------------------------------------------------ main
@@ -510,6 +522,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="per-sample loader's DataLoader workers (default 16 on cuda, 2 on cpu)")
     parser.add_argument("--compile", action="store_true", help="add the row core-train-device-compile")
     parser.add_argument("--rows", help=f"comma-separated subset of: {', '.join(ROWS)}")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds over all rows (interleaved, so slow phases of a shared machine hit every row)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--widths", default="small,wide", help=f"comma-separated subset of: {', '.join(WIDTHS)}")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
@@ -541,6 +556,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import lightning
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     setup = Setup(device, args.batch_size, args.epochs, args.precision, args.workers)
     steps = args.n // args.batch_size
@@ -565,7 +582,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 warnings.filterwarnings("ignore", message=pattern)
             for width_name in args.widths:
                 width = WIDTHS[width_name]
-                rows = {key: run_row(key, setup, data, width) for key in args.rows}
+                rounds = [{key: run_row(key, setup, data, width) for key in args.rows} for _ in range(args.repeats)]
+                rows = {key: merge([r[key] for r in rounds]) for key in args.rows}
                 result["widths"][width_name] = report(width_name, width, rows, steps)
     finally:
         pl_log.setLevel(old_level)
@@ -578,17 +596,17 @@ def report(width_name: str, width: dict[str, int], rows: dict[str, dict[str, Any
     for r in rows.values():
         r["x_floor"] = r["ms_per_epoch"] / floor if r["ms_per_epoch"] is not None else None
     print(f"\n{width_name}: simple_cnn conv1/conv2/fc_hidden = {width['conv1']}/{width['conv2']}/{width['fc_hidden']}")
-    print(f"  {'path':<28} {'ms/epoch':>10} {'x floor':>8}")
+    print(f"  {'path':<28} {'ms/epoch':>10} {'x floor':>8} {'best ms':>9}")
     for key, r in rows.items():
         if r["ms_per_epoch"] is None:
             print(f"  {ROWS[key]:<28} {'n/a':>10} {'':>8}  unavailable: {r['unavailable']}")
         else:
-            print(f"  {ROWS[key]:<28} {r['ms_per_epoch']:>10.1f} {r['x_floor']:>8.2f}")
+            print(f"  {ROWS[key]:<28} {r['ms_per_epoch']:>10.1f} {r['x_floor']:>8.2f} {r['best_ms']:>9.1f}")
     overhead = {}
-    for placement in ("host", "device"):
+    for placement in ("host", "device"):  # from the best epochs: a shared machine's noise only adds time
         r = rows.get(f"core-train-{placement}")
         if r is not None and r["ms_per_epoch"] is not None:
-            overhead[placement] = (r["ms_per_epoch"] - floor) / steps * 1000
+            overhead[placement] = (r["best_ms"] - rows["floor"]["best_ms"]) / steps * 1000
     if overhead:
         print("  core-train overhead per step (us): "
               + ", ".join(f"{placement} {us:.0f}" for placement, us in overhead.items()))
