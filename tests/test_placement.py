@@ -83,7 +83,7 @@ def test_compile_sections_that_cannot_work_are_refused():
 
 def test_a_compiled_model_trains_and_its_checkpoint_keeps_the_eager_names(tmp_path, write_config):
     path = write_config(SMALL_RUN + "    compile: {backend: aot_eager}\n")
-    done = run_cli("core-train", "--config", path, "--set", "trainer.max_epochs=1")
+    done = run_cli("core-train", "--config", path, "--set", "trainer.max_epochs=1", "--set", "trainer.precision=bf16-mixed")
     assert done.returncode == 0, done.stderr
     assert "test/digit_acc" in done.stdout
     state = torch.load(tmp_path / "runs/small/checkpoints/last.ckpt", weights_only=True)["state_dict"]
