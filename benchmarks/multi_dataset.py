@@ -150,7 +150,7 @@ def host_parts(dm: CoreDataModule, repeats: int = 9) -> dict[str, float]:
     ``draw`` (iterate the loader's sampler: every dataset's ``sampler.indices`` and its split into
     batches), ``gather`` (``loader.dataset[key]``: ``index_select`` per field, plus the name for
     several datasets) and ``convert`` (the DataLoader's ``default_convert`` of the batch dict)."""
-    loader = dm.train_dataloader()
+    loader = dm.train_dataloader().loader  # the DataLoader behind core.data.Batches
     times: dict[str, list[float]] = {"draw": [], "gather": [], "convert": []}
     for _ in range(repeats):
         start = time.perf_counter()

@@ -51,6 +51,21 @@ class DiskBatches(Dataset):
         return {key: torch.from_numpy(value) for key, value in self.split.read(index.numpy()).items()}
 
 
+class Batches:
+    """A DataLoader behind a plain iterable. Lightning leaves the order alone (with
+    ``overfit_batches`` it would swap a DataLoader's sampler for a per-sample one); the
+    order is the core sampler's, one index tensor per batch."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 class IndexBatches(TorchSampler):
     """Yields index tensors of ``batch_size`` from a core sampler, re-drawn every epoch.
 
@@ -220,7 +235,9 @@ class CoreDataModule(lightning.LightningDataModule):
             return first.batches(batch_size=self.batch_size, train=train, seed=self.seed, epoch=self._epoch,
                                  rank=rank, world_size=world_size, num_workers=self.num_workers)
         gatherers = [_gatherer(parts.opened[split]) for parts in self.datasets]
-        orders = [self._order(parts.opened[split], parts.sampler if train else self.eval_sampler, train)
+        # overfit_batches: the same first batches every epoch, in order
+        shuffled = train and not (self.trainer is not None and self.trainer.overfit_batches)
+        orders = [self._order(parts.opened[split], parts.sampler if shuffled else self.eval_sampler, train)
                   for parts in self.datasets]
         if len(self.datasets) == 1:
             dataset, sampler = gatherers[0], orders[0]
@@ -232,7 +249,7 @@ class CoreDataModule(lightning.LightningDataModule):
         accelerator = self.trainer.strategy.root_device if self.trainer is not None else None
         if accelerator is not None and accelerator.type == "cuda" and self._data_device() is None:
             return DevicePrefetch(loader, accelerator)  # pinned and copied while the previous step runs
-        return loader
+        return Batches(loader)
 
     def train_dataloader(self) -> Iterable[Batch]:
         return self._loader("train")

@@ -99,6 +99,10 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
                  *extra_callbacks]
     if config.trainer.get("enable_progress_bar", True):
         callbacks.append(IntervalProgressBar())
+    if config.trainer.get("enable_model_summary", True):  # parameter counts only, in place of Lightning's
+        from core.callbacks import ParameterSummary
+
+        callbacks.append(ParameterSummary())
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=RunLogger(run_dir),
@@ -134,7 +138,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         raise
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
                            weights_only=True)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and (run_dir / "metrics.csv").is_file():  # fast_dev_run logs nothing
         plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     if sweep is not None:  # the module now holds the best checkpoint's weights
         run_sweep(sweep, module, datamodule, config.trainer, run_dir)
