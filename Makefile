@@ -14,11 +14,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e ".[tensorboard]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,webdataset]"
+	$(BIN)/python -m pip install -q -e ".[dev,webdataset,tensorboard,wandb,mlflow]"
 	touch $@
 
 # FFCV builds from source against Debian's OpenCV and libjpeg-turbo (installed here when we

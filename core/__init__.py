@@ -34,6 +34,14 @@ from core.kinds import (
 hookimpl = pluggy.HookimplMarker("core")
 """Marks a function in a plugin module as the implementation of a core hook."""
 
+
+def load_run(run_dir: str, checkpoint: str | None = "best"):  # noqa: ANN201 (a core.evaluate.LoadedRun; lazy import)
+    """A trained run for a notebook: its config, module with the checkpoint's weights and
+    DataModule (see :func:`core.evaluate.load_run` and docs/notebook.md)."""
+    from core.evaluate import load_run as load
+
+    return load(run_dir, checkpoint)
+
 __all__ = [
     "DEVICE",
     "PREPARE",
@@ -59,4 +67,5 @@ __all__ = [
     "Stream",
     "Transform",
     "hookimpl",
+    "load_run",
 ]

@@ -17,6 +17,8 @@ import yaml
 from core.errors import ConfigError, did_you_mean
 
 ComponentSpec = str | dict[str, Any]
+DEFAULT_LOGGERS = ("csv", "tensorboard")
+DEFAULT_CALLBACKS = ("lr_monitor",)
 
 
 class _Section(pydantic.BaseModel):
@@ -74,6 +76,14 @@ class CompileSection(_Section):
     dynamic: bool | None = None
 
 
+class CheckpointSection(_Section):
+    """The best checkpoint: what it is chosen by (default: the module's monitor) and how many are kept."""
+
+    monitor: str | None = None
+    mode: Literal["max", "min"] = "max"
+    save_top_k: pydantic.PositiveInt = 1
+
+
 class ExperimentSection(_Section):
     """A sweep evaluated on the test split: ``parameter`` is ``<transform>.<option>``."""
 
@@ -96,6 +106,9 @@ class RunConfig(_Section):
     loss_weights: dict[str, float] = {}
     optim: OptimSection = OptimSection()
     trainer: dict[str, Any] = {}
+    logging: list[ComponentSpec] = list(DEFAULT_LOGGERS)  # a default that is not installed is skipped
+    callbacks: list[ComponentSpec] = list(DEFAULT_CALLBACKS)  # added to the core's own (checkpoints, ...)
+    checkpoint: CheckpointSection = CheckpointSection()
     compile: CompileSection | None = None
     experiment: ExperimentSection | None = None
 

@@ -169,6 +169,7 @@ class CoreDataModule(lightning.LightningDataModule):
         self.datasets, self.by_name = datasets, {d.name: d for d in datasets}
         self.eval_sampler, self.interleave = eval_sampler, interleave
         self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
+        self.predict_split = "test"  # the split `core-train predict` reads
 
     @classmethod
     def single(cls, fmt: DataFormat, storage: StorageBackend, prepare: list[Step], device: list[Step], sampler: Sampler,
@@ -188,7 +189,8 @@ class CoreDataModule(lightning.LightningDataModule):
         return self.datasets[0].device
 
     def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", ("train", "val", "test"))
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
+                  "predict": (self.predict_split,)}.get(stage or "", ("train", "val", "test"))
         for parts in self.datasets:
             for split in wanted:
                 if split in parts.opened:
@@ -227,8 +229,10 @@ class CoreDataModule(lightning.LightningDataModule):
         drop_last = train and n > self.batch_size
         return IndexBatches(sampler, n, self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
 
-    def _loader(self, split: str) -> Iterable[Batch]:
-        train = split == "train"
+    def _loader(self, split: str, train: bool | None = None) -> Iterable[Batch]:
+        """The split's batches: shuffled and without the last partial batch when ``train``
+        (the train split while fitting), else in order and complete."""
+        train = split == "train" if train is None else train
         first = self.datasets[0].opened[split]
         if isinstance(first, Stream):
             rank, world_size = self._rank()
@@ -259,6 +263,9 @@ class CoreDataModule(lightning.LightningDataModule):
 
     def test_dataloader(self) -> Iterable[Batch]:
         return self._loader("test")
+
+    def predict_dataloader(self) -> Iterable[Batch]:
+        return self._loader(self.predict_split, train=False)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         batch = ready_on_current_stream(batch)

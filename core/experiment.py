@@ -3,7 +3,10 @@ device-stage transform option (e.g. ``stimulus_contrast.stimulus_contrast`` over
 
 Every value is validated and its transform built before anything runs. Results go to
 ``experiment.csv`` (value, timestep, head, accuracy) and ``experiment.png`` (accuracy over
-time steps, one line per value, one panel per head).
+time steps, one line per value, one panel per head; the steps where the stimulus is shown are
+shaded, and chance, 1 / the head's classes, is a dashed line). The stimulus window is read from
+the device-stage transform that has an ``on()`` method returning a (T,) boolean vector (the
+``stimulus_timing`` schedules do).
 """
 
 from __future__ import annotations
@@ -70,17 +73,29 @@ def run_sweep(sweep: Sweep, module: Any, datamodule: Any, trainer_options: dict[
                                 enable_model_summary=False, use_distributed_sampler=False, **keep)
     original = datamodule.device[sweep.position]
     rows: list[dict[str, Any]] = []
+    windows: list[list[bool] | None] = []  # per value: a sweep may move the stimulus (e.g. its duration)
     try:
         for value, transform in zip(sweep.values, sweep.transforms):
             datamodule.device[sweep.position] = Step(original.path, original.name, transform)
+            windows.append(stimulus_window(datamodule.device))
             results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
             rows += _rows(value, results)
     finally:
         datamodule.device[sweep.position] = original
     if trainer.is_global_zero:
         _write(rows, run_dir / "experiment.csv")
-        _plot(rows, sweep.parameter, run_dir / "experiment.png")
+        _plot(rows, sweep.parameter, run_dir / "experiment.png", windows, dict(getattr(module, "heads", {})))
     return rows
+
+
+def stimulus_window(steps: list[Step]) -> list[bool] | None:
+    """Where the stimulus is shown, per time step: the ``on()`` of the first device transform
+    that has one (a presentation schedule); None if none has."""
+    for step in steps:
+        on = getattr(step.transform, "on", None)
+        if callable(on):
+            return [bool(x) for x in on()]
+    return None
 
 
 def _rows(value: Any, results: dict[str, float]) -> list[dict[str, Any]]:
@@ -102,22 +117,64 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def _plot(rows: list[dict[str, Any]], parameter: str, path: Path) -> None:
+def _spans(window: list[bool]) -> list[tuple[int, int]]:
+    """``[(first, last), ...]`` of each run of shown steps."""
+    spans: list[tuple[int, int]] = []
+    for t, shown in enumerate(window):
+        if shown and spans and spans[-1][1] == t - 1:
+            spans[-1] = (spans[-1][0], t)
+        elif shown:
+            spans.append((t, t))
+    return spans
+
+
+def experiment_figure(rows: list[dict[str, Any]], parameter: str, windows: list[list[bool] | None] | None = None,
+                      classes: dict[str, int] | None = None) -> Any:
+    """The figure of ``experiment.png``: one panel per head, accuracy over time steps, one line
+    per value; ``windows`` (one per value, in the order of first appearance in ``rows``) shades
+    the stimulus steps (grey when every value shows it at the same steps, else in each value's
+    colour); ``classes`` (``{head: n}``) draws chance at 1 / n."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     heads = sorted({r["head"] for r in rows})
-    fig, axes = plt.subplots(1, len(heads), figsize=(6 * len(heads), 4), squeeze=False)
+    values = list(dict.fromkeys(r["value"] for r in rows))
+    known = [w for w in windows or [] if w is not None and any(w)]
+    shared = known[0] if known and len(known) == len(values) and all(w == known[0] for w in known) else None
+    fig, axes = plt.subplots(1, len(heads), figsize=(6.5 * len(heads), 4), squeeze=False)
     for ax, head in zip(axes[0], heads):
-        for value in dict.fromkeys(r["value"] for r in rows):
+        for i, value in enumerate(values):
             points = [(r["timestep"], r["accuracy"]) for r in rows if r["head"] == head and r["value"] == value]
-            ax.plot(*zip(*points), marker="o", label=f"{value}")
+            (line,) = ax.plot(*zip(*points), marker="o", markersize=3, label=f"{value}")
+            window = windows[i] if windows and i < len(windows) else None
+            if shared is None and window is not None:
+                for j, (first, last) in enumerate(_spans(window)):
+                    ax.axvspan(first - 0.5, last + 0.5, color=line.get_color(), alpha=0.08, linewidth=0,
+                               label=f"{value}: stimulus shown" if j == 0 else None)
+        if shared is not None:
+            for j, (first, last) in enumerate(_spans(shared)):
+                ax.axvspan(first - 0.5, last + 0.5, color="grey", alpha=0.18, linewidth=0,
+                           label="stimulus shown" if j == 0 else None)
+        n = (classes or {}).get(head)
+        if n:
+            ax.axhline(1 / n, linestyle="--", color="black", linewidth=1, label=f"chance (1/{n})")
+        ax.set_title(head)
         ax.set_xlabel("time step")
         ax.set_ylabel(f"test accuracy ({head})")
         ax.set_ylim(0, 1.02)
-        ax.legend(title=parameter, fontsize="small")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(title=parameter, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return fig
+
+
+def _plot(rows: list[dict[str, Any]], parameter: str, path: Path, windows: list[list[bool] | None] | None = None,
+          classes: dict[str, int] | None = None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = experiment_figure(rows, parameter, windows, classes)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -151,3 +151,49 @@ def core_data_tools() -> Factories:
         def core_data_tools():
             return {"cifar100mh": "plugins.cifar100mh.tool:Cifar100MHTool"}
     """
+
+
+@hookspec
+def core_loggers() -> Factories:
+    """Return the experiment loggers this plugin provides, ``{name: factory}``.
+
+    A logger receives the run's metrics and hyperparameters. The factory is called as
+    ``factory(run_dir, **options)`` where ``run_dir`` is the run directory (a
+    ``pathlib.Path``; its name is the run's name) and returns a Lightning logger
+    (``lightning.pytorch.loggers.Logger``). Write into ``run_dir`` unless an option says
+    otherwise. A factory whose module raises :class:`core.PluginUnavailable` when imported
+    (an optional dependency is missing) makes the logger unavailable: skipped with a
+    warning when it is one of the defaults, an error when the run lists it.
+
+    Called once when the registry loads; the factory is called when the trainer is built
+    (``--dry-run`` checks the name and the options, and imports the factory).
+
+    Example::
+
+        @hookimpl
+        def core_loggers():
+            return {"tensorboard": "plugins.loggers.tensorboard:tensorboard"}
+
+    Used in a run as ``logging: [csv, {tensorboard: {}}]``.
+    """
+
+
+@hookspec
+def core_callbacks() -> Factories:
+    """Return the Lightning callbacks this plugin provides, ``{name: factory}``.
+
+    The factory is called with the callback's options and returns a
+    ``lightning.pytorch.callbacks.Callback``. Callbacks see the LightningModule in their
+    hooks: ``pl_module.monitor`` is the metric the run's best checkpoint follows.
+
+    Called once when the registry loads; the factory is called when the trainer is built
+    (and once by ``--dry-run``, to check the options).
+
+    Example::
+
+        @hookimpl
+        def core_callbacks():
+            return {"early_stopping": "plugins.callbacks.lightning:early_stopping"}
+
+    Used in a run as ``callbacks: [lr_monitor, {early_stopping: {patience: 5}}]``.
+    """

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 METRICS = "metrics.csv"
 
 
-class _AppendingWriter(_ExperimentWriter):
+class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
         path = Path(self.metrics_file_path)
         if path.is_file():
@@ -31,7 +31,7 @@ class RunLogger(CSVLogger):
         super().__init__(run_dir, name="", version="")
 
     @property
-    def experiment(self) -> _ExperimentWriter:
+    def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._experiment = _AppendingWriter(self.log_dir)
         return self._experiment

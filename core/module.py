@@ -3,7 +3,10 @@
 Heads come from the format's metadata; the loss is the ``loss_weights``-weighted sum of
 one cross-entropy per head the model predicts (labels equal to ``IGNORE_INDEX`` do not
 count) and, when the model predicts ``responses``, its response loss (Poisson or MSE, see
-:mod:`core.responses`). Metrics: ``<stage>/loss``, ``<stage>/<head>_acc``, and for
+:mod:`core.responses`). Metrics: ``<stage>/loss``, ``<stage>/<head>_acc``,
+``<stage>/<head>_loss``, ``<stage>/<head>_top5`` (heads of 10 classes or more; computed
+here on the device: torchmetrics' multiclass scores use ``bincount``, which waits for the
+GPU), ``<stage>/acc`` (several heads: loss-weighted mean), and for
 responses ``<stage>/<dataset>/loss``, ``<stage>/<dataset>/corr`` (mean per-neuron
 correlation over the epoch) and their average ``<stage>/corr``.
 """
@@ -41,14 +44,37 @@ class EpochMeans:
         return {name: total / count for name, (total, count) in self.sums.items()}
 
 
+TOP_K_FROM = 10  # heads with this many classes or more also get top-5 accuracy
+
+
+def top5(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The share of (counted) samples whose label is among the 5 highest logits; on the device."""
+    valid = target != IGNORE_INDEX
+    hit = (out.topk(5, dim=-1).indices == target[:, None]).any(-1) & valid
+    return hit.sum() / valid.sum().clamp(min=1)
+
+
 def logging_now(trainer: Any) -> bool:
     """Whether Lightning writes step metrics after this training step (every ``log_every_n_steps``)."""
     return bool(trainer._logger_connector.should_update_logs)
 
 
 class MultiHeadClassifier(lightning.LightningModule):
-    def __init__(self, model: torch.nn.Module, heads: dict[str, int], loss_weights: dict[str, float], optim: OptimSection) -> None:
+    """``config`` (the run's resolved config as a dict) is saved in every checkpoint, so
+    ``MultiHeadClassifier.load_from_checkpoint(path)`` rebuilds the model through the plugins
+    (reading the data's metadata, as ``--dry-run`` does) and loads the weights."""
+
+    def __init__(self, model: torch.nn.Module | None = None, heads: dict[str, int] | None = None,
+                 loss_weights: dict[str, float] | None = None, optim: OptimSection | None = None,
+                 config: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if model is None:
+            if config is None:
+                raise TypeError("MultiHeadClassifier needs a model and its heads, or a run's config")
+            model, heads, loss_weights, optim = _parts_of(config)
+        if config is not None:
+            self.save_hyperparameters({"config": config})
+        heads, loss_weights, optim = heads or {}, loss_weights or {}, optim or OptimSection()
         self.model = model
         self.heads = dict(heads)
         self.loss_weights = dict(loss_weights)
@@ -56,7 +82,9 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.first_head = next(iter(self.heads), None)
         self.predicts_responses = bool(getattr(model, "predicts_responses", False))
         # what the best checkpoint is chosen by, and its best value so far (a buffer: a resumed run remembers it)
-        self.monitor = "val/corr" if self.predicts_responses or self.first_head is None else f"val/{self.first_head}_acc"
+        # (several heads: their loss-weighted mean accuracy, val/acc)
+        self.monitor = "val/corr" if self.predicts_responses or self.first_head is None else \
+            f"val/{self.first_head}_acc" if len(self.heads) == 1 else "val/acc"
         self.register_buffer("best_val_acc", torch.tensor(float("-inf")))
         self.correlations = Correlations()
         self.train_means = EpochMeans()
@@ -81,6 +109,9 @@ class MultiHeadClassifier(lightning.LightningModule):
             loss, acc = self._head(logits[head], batch[head], batch.get("stim_on"), f"{stage}/{head}", stage != "train")
             total = total + weight * loss
             self._record(f"{stage}/{head}_acc", acc, size)
+            self._record(f"{stage}/{head}_loss", loss, size)
+            if logits[head].dim() == 2 and logits[head].shape[-1] >= TOP_K_FROM:
+                self._record(f"{stage}/{head}_top5", top5(logits[head], batch[head]), size)
         if stage != "train":
             self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
             return total
@@ -171,6 +202,8 @@ class MultiHeadClassifier(lightning.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_correlations("val")
+        if self.monitor == "val/acc":
+            self._log_mean_accuracy("val")
         if self.trainer.sanity_checking:
             return
         current = self.trainer.callback_metrics.get(self.monitor)
@@ -178,11 +211,30 @@ class MultiHeadClassifier(lightning.LightningModule):
             self.best_val_acc = torch.maximum(self.best_val_acc, current.detach().to(self.best_val_acc))
             self.log("val/corr_best" if self.monitor == "val/corr" else "val/acc_best", self.best_val_acc, sync_dist=True)
 
+    def _log_mean_accuracy(self, stage: str) -> None:
+        """``<stage>/acc``: the heads' accuracies weighted by their loss weights (equal if all are 0)."""
+        metrics = self.trainer.callback_metrics
+        found = {h: metrics[f"{stage}/{h}_acc"] for h in self.heads if f"{stage}/{h}_acc" in metrics}
+        if not found:
+            return
+        weights = {h: self.loss_weights.get(h, 1.0) for h in found}
+        if not any(weights.values()):
+            weights = dict.fromkeys(found, 1.0)
+        mean = sum(weights[h] * found[h].float() for h in found) / sum(weights.values())
+        self.log(f"{stage}/acc", mean)
+
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """The model's outputs for a batch, the batch's labels and its dataset name."""
+        labels = {head: batch[head] for head in self.heads if head in batch}
+        return {"dataset": batch.get("dataset", ""), "size": len(batch["stim"]), "outputs": self(batch), "labels": labels}
+
     def on_test_epoch_end(self) -> None:
         self._log_correlations("test")
+        if self.monitor == "val/acc":
+            self._log_mean_accuracy("test")
 
     def configure_optimizers(self) -> Any:
         o = self.optim
@@ -205,3 +257,15 @@ class MultiHeadClassifier(lightning.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _parts_of(config: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, int], dict[str, float], OptimSection]:
+    """A run's model, heads, loss weights and optimiser settings, rebuilt from its config."""
+    from core.config import parse_config
+    from core.registry import Registry
+    from core.resolve import resolve
+
+    run = parse_config(config)
+    plugins = run.plugins
+    resolved = resolve(run, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
+    return resolved.model, resolved.heads, resolved.loss_weights, run.optim

@@ -33,6 +33,8 @@ KINDS: dict[str, str] = {
     "sampler": "core_samplers",
     "model": "core_models",
     "tool": "core_data_tools",
+    "logger": "core_loggers",
+    "callback": "core_callbacks",
 }
 HOOK_NAMES = tuple(KINDS.values())
 
@@ -68,12 +70,17 @@ class Component:
     plugin: PluginInfo
 
     def resolve(self) -> Any:
-        """The factory itself, importing it first if the plugin gave a ``module:attr`` string."""
+        """The factory itself, importing it first if the plugin gave a ``module:attr`` string.
+
+        A module that raises :class:`PluginUnavailable` on import (an optional dependency is
+        missing) makes this one component unavailable: the error passes through as is."""
         if not isinstance(self.factory, str):
             return self.factory
         module_name, _, attr = self.factory.partition(":")
         try:
             self.factory = getattr(importlib.import_module(module_name), attr)
+        except PluginUnavailable:  # an optional dependency of this component is missing: the caller decides
+            raise
         except Exception as exc:  # a plugin's own bug: report it, naming the plugin
             raise PluginError(
                 f"{self.kind} '{self.name}' of {self.plugin.origin} failed to load from "

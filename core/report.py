@@ -43,3 +43,76 @@ def print_test_results(results: dict[str, float], run_dir: Path, console: Consol
     for key, value in sorted(results.items()):
         console.print(f"{key} = {value:.4f}")
     console.print(f"run directory: {run_dir}")
+
+
+def print_run_summary(results: dict[str, float], run_dir: Path, console: Console | None = None) -> None:
+    """The end of ``core-train``: the test metrics (``key = value``, one a line), the best epoch
+    and its monitored value (from the checkpoint callback's state saved in the checkpoints), the
+    epochs in ``metrics.csv``, the run directory and the command's wall time."""
+    from core.terminal import elapsed
+
+    console = console or make_console()
+    for key, value in sorted(results.items()):
+        console.print(f"{key} = {value:.4f}", highlight=False)
+    epochs = epochs_trained(run_dir / "metrics.csv")
+    span = f" (epochs 0 to {epochs - 1})" if epochs else ""
+    best = best_checkpoint(run_dir / "checkpoints")
+    if best is None:
+        console.print(f"best epoch: none{span}: no checkpoint was chosen on validation", highlight=False)
+    else:
+        epoch, monitor, score, path = best
+        value = "" if score is None else f", {monitor} = {score:.4f}"
+        where = path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
+        console.print(f"best epoch: {'?' if epoch is None else epoch}{span}{value}: {where}", highlight=False)
+    console.print(f"run directory: {run_dir}", highlight=False)
+    wall = elapsed()
+    if wall is not None:
+        console.print(f"wall time: {duration(wall)}", highlight=False)
+
+
+def best_checkpoint(checkpoints: Path) -> tuple[int | None, str, float | None, Path] | None:
+    """``(epoch, monitor, value, path)`` of a run's best checkpoint, from the state of the
+    checkpoint callback that has a monitor, as saved in ``last.ckpt`` (else ``best.ckpt``);
+    files are memory-mapped, their weights not read. None without such a checkpoint."""
+    import torch
+
+    def load(path: Path) -> dict:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+    for name in ("last.ckpt", "best.ckpt"):
+        if not (checkpoints / name).is_file():
+            continue
+        states = [state for key, state in load(checkpoints / name).get("callbacks", {}).items()
+                  if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("monitor")]
+        if not states or not states[0].get("best_model_path"):
+            continue
+        state = states[0]
+        path = Path(state["best_model_path"])
+        if not path.is_file():  # the run directory was moved
+            path = checkpoints / path.name
+        score = state.get("best_model_score")
+        epoch = int(load(path)["epoch"]) if path.is_file() else None
+        return epoch, str(state["monitor"]), None if score is None else float(score), path
+    return None
+
+
+def epochs_trained(metrics_csv: Path) -> int | None:
+    """How many epochs ``metrics.csv`` holds training or validation metrics for."""
+    if not metrics_csv.is_file():
+        return None
+    from core.curves import read_epoch_metrics
+
+    epochs = [epoch for key, points in read_epoch_metrics(metrics_csv).items() if key.startswith(("train/", "val/"))
+              for epoch, _ in points]
+    return max(epochs) + 1 if epochs else None
+
+
+def duration(seconds: float) -> str:
+    """``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -3,18 +3,20 @@
 This is everything ``--dry-run`` does: resolve each name through the registry, validate
 its options against the factory, build the cheap objects (format, storage, transforms,
 sampler), read the dataset's metadata, plan the transform stages, check ``loss_weights``
-and ``trainer`` keys, and build the model.
+and ``trainer`` keys, and build the model. Loggers and callbacks are checked (names,
+options, optional dependencies) here and built with each trainer (``core.run.build_trainer``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.compiling import check_compile
 from core.config import RunConfig, component
 from core.datasets import DatasetSpec, dataset_specs
-from core.errors import ConfigError, choices_text, did_you_mean
+from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import validate_options
@@ -23,6 +25,16 @@ from core.registry import Component, Registry
 
 # Trainer arguments the core sets itself; a run cannot override them from YAML.
 MANAGED_TRAINER_KEYS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "use_distributed_sampler")
+# arguments the core passes to a kind's factory itself: not options
+CONTEXT_ARGS = {"model": ("meta", "datasets"), "logger": ("run_dir",)}
+# where a run sets what a refused trainer key would
+TRAINER_KEY_FIXES = {
+    "logger": "remove trainer.logger and list the loggers under the top-level key logging:, e.g. logging: [csv, tensorboard, wandb]",
+    "callbacks": "remove trainer.callbacks and list them under the top-level key callbacks:, e.g. "
+                 "callbacks: [lr_monitor, {early_stopping: {patience: 5}}]",
+}
+
+log = logging.getLogger("core")
 
 
 @dataclass
@@ -64,6 +76,8 @@ class ResolvedRun:
     memory: MemoryPlan  # all datasets together
     placement: Placement
     used: list[Used] = field(default_factory=list)
+    loggers: list[Checked] = field(default_factory=list)  # built per trainer: factory(run_dir, **options)
+    callbacks: list[Checked] = field(default_factory=list)  # built per trainer: factory(**options)
 
     @property
     def heads(self) -> dict[str, int]:
@@ -117,9 +131,13 @@ def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
     """Resolve a component's name and validate its options against the factory's signature."""
     name, options = component(spec, path)
     found = registry.get(kind, name, path)
-    factory = found.resolve()
+    try:
+        factory = found.resolve()
+    except PluginUnavailable as exc:  # the component's module needs an optional package that is missing
+        raise ConfigError(path, f"{kind} '{name}' of {found.plugin.origin} is unavailable: {exc}",
+                          fix=f"install what it needs (above), or leave '{name}' out of the run") from None
     options_path = f"{path}.{name}" if isinstance(spec, dict) else path
-    skip = ("meta", "datasets") if kind == "model" else ()
+    skip = CONTEXT_ARGS.get(kind, ())
     checked = validate_options(factory, options, options_path, f"{kind} '{name}'", skip=skip)
     return Checked(Used(kind, name, path, found), factory, checked, options_path)
 
@@ -133,6 +151,8 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
         raise ConfigError("data.num_workers", "placement 'device' gathers batches on the accelerator in the main process",
                           fix="set data.num_workers: 0 (or data.placement: host)")
     model_c = check(registry, "model", config.model, "model")
+    logger_c = check_list(config, registry, "logger", "logging")
+    callback_c = check_list(config, registry, "callback", "callbacks")
     used: list[Used] = []
     free = accelerator_free(config.trainer)
     datasets = [_resolve_dataset(spec, config, registry, used) for spec in dataset_specs(config)]
@@ -144,8 +164,41 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     targets = all_heads(datasets) | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
     loss_weights = _loss_weights(config.loss_weights, targets)
     model = _build_model(model_c, datasets)
-    used.append(model_c.used)
-    return ResolvedRun(config, registry, datasets, model, loss_weights, memory, placement, used)
+    for checked in callback_c:  # built once here so that --dry-run reports an option combination a factory refuses
+        checked.build()
+    used += [model_c.used, *(c.used for c in logger_c), *(c.used for c in callback_c)]
+    return ResolvedRun(config, registry, datasets, model, loss_weights, memory, placement, used, logger_c, callback_c)
+
+
+def check_list(config: RunConfig, registry: Registry, kind: str, key: str) -> list[Checked]:
+    """Check the components of a list key (``logging``, ``callbacks``); each name at most once.
+
+    The defaults (the key is not in the config, or holds exactly the default list, as a
+    saved ``config.yaml`` does) are a best effort: one whose plugin is not loaded or whose
+    optional package is missing is skipped with a warning. A component the config chose
+    must resolve."""
+    explicit = key in config.model_fields_set and getattr(config, key) != RunConfig.model_fields[key].default
+    checked: list[Checked] = []
+    skipped: list[tuple[str, str]] = []
+    for i, spec in enumerate(getattr(config, key)):
+        path = f"{key}.{i}"
+        try:
+            found = check(registry, kind, spec, path)
+        except ConfigError as exc:
+            if explicit:
+                raise
+            skipped.append((component(spec, path)[0], " ".join(line.strip() for line in exc.message.splitlines())))
+            continue
+        twice = next((c.used.path for c in checked if c.used.name == found.used.name), None)
+        if twice is not None:
+            raise ConfigError(path, f"{kind} '{found.used.name}' is listed twice (also at {twice})",
+                              fix=f"list each {kind} once")
+        checked.append(found)
+    kept = ", ".join(c.used.name for c in checked)
+    for name, reason in skipped:
+        log.warning("%s: the default %s '%s' is skipped: %s (set %s: [%s] to leave it out)", key, kind, name, reason,
+                    key, kept)
+    return checked
 
 
 def all_heads(datasets: list[ResolvedDataset]) -> dict[str, int]:
@@ -231,5 +284,6 @@ def check_trainer(options: dict[str, Any]) -> dict[str, Any]:
 
     for key in options:
         if key in MANAGED_TRAINER_KEYS:
-            raise ConfigError(f"trainer.{key}", f"'{key}' is set by core-train itself", fix=f"remove trainer.{key}")
+            raise ConfigError(f"trainer.{key}", f"'{key}' is set by core-train itself",
+                              fix=TRAINER_KEY_FIXES.get(key, f"remove trainer.{key}"))
     return validate_options(lightning.Trainer, options, "trainer", "lightning.Trainer", skip=MANAGED_TRAINER_KEYS)

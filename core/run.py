@@ -1,8 +1,9 @@
 """Runs a resolved config: run directory, Lightning trainer, fit, test, curves.
 
 Run directory ``output_dir/<name>/``: ``config.yaml`` (resolved), ``plugins.json``
-(provenance), ``metrics.csv``, ``checkpoints/last.ckpt`` (for ``--resume``) and
-``checkpoints/best.ckpt``, ``curves.png``.
+(provenance), ``metrics.csv`` (the ``csv`` logger), ``checkpoints/last.ckpt`` (for
+``--resume``) and ``checkpoints/best.ckpt``, ``curves.png``; what the other loggers write
+(``tensorboard/``, ``wandb/``, ``mlruns/``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from core.experiment import Sweep, run_sweep
 from core.resolve import ResolvedRun
 
 RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "checkpoints", "experiment.csv",
-             "experiment.png")
+             "experiment.png", "tensorboard", "wandb", "mlruns")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -63,6 +64,21 @@ def provenance(resolved: ResolvedRun) -> dict[str, Any]:
     }
 
 
+def run_hparams(resolved: ResolvedRun) -> dict[str, Any]:
+    """What every logger records as hyperparameters: the resolved config, the version of each
+    loaded plugin (as ``plugins.json`` has it) and of Python, torch and Lightning."""
+    import platform
+
+    import lightning
+    import torch
+
+    plugins = {p["plugin"]: f"{p['distribution']} {p['version']}" for p in provenance(resolved)["plugins"]
+               if p["status"] == "loaded"}
+    versions = {"python": platform.python_version(), "torch": str(torch.__version__),
+                "lightning": str(lightning.__version__)}
+    return {"config": resolved.config.model_dump(mode="json"), "plugins": plugins, "versions": versions}
+
+
 def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
     """The run's LightningDataModule and LightningModule."""
     from core.compiling import apply_compile
@@ -74,28 +90,35 @@ def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
     datamodule = CoreDataModule(parts, InOrder(), config.data.batch_size, config.data.num_workers, config.seed,
                                 resolved.placement.where, config.data.interleave)
     model = apply_compile(resolved.model, config.compile)
-    return datamodule, MultiHeadClassifier(model, resolved.heads, resolved.loss_weights, config.optim)
+    module = MultiHeadClassifier(model, resolved.heads, resolved.loss_weights, config.optim,
+                                 config=config.model_dump(mode="json"))
+    return datamodule, module
 
 
 def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:
     """The Lightning trainer, DataModule and module a run trains with, and its best-checkpoint
-    callback; ``extra_callbacks`` are added (benchmarks time epochs with one)."""
+    callback. The trainer gets the run's loggers (``logging:``, each built as
+    ``factory(run_dir, **options)``) and, after the core's own callbacks, the run's
+    ``callbacks:``; ``extra_callbacks`` are added last (benchmarks time epochs with one)."""
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from core.callbacks import EpochSummary, ResumeHint, SamplerClock
-    from core.metrics_log import RunLogger
+    from core.callbacks import EpochSummary, LogHyperparams, ResumeHint, SamplerClock
     from core.progress import IntervalProgressBar
 
     config = resolved.config
     datamodule, module = build_modules(resolved)
-    best = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor=module.monitor, mode="max",
-        save_top_k=1, enable_version_counter=False,
+    chosen = config.checkpoint
+    best = ModelCheckpoint(  # one best checkpoint is best.ckpt; several keep their epoch in the name
+        dirpath=run_dir / "checkpoints", filename="best" if chosen.save_top_k == 1 else "best-{epoch:03d}",
+        monitor=chosen.monitor or module.monitor, mode=chosen.mode, save_top_k=chosen.save_top_k,
+        enable_version_counter=False, auto_insert_metric_name=False,
     )
     # rewritten at the end of every epoch: what --resume continues from
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    loggers = [checked.build(run_dir) for checked in resolved.loggers]
     callbacks = [best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary(),
+                 LogHyperparams(run_hparams(resolved)), *(checked.build() for checked in resolved.callbacks),
                  *extra_callbacks]
     if config.trainer.get("enable_progress_bar", True):
         callbacks.append(IntervalProgressBar())
@@ -105,7 +128,7 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
         callbacks.append(ParameterSummary())
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
-        logger=RunLogger(run_dir),
+        logger=loggers,
         callbacks=callbacks,
         use_distributed_sampler=False,
         **_trainer_options(config.trainer, len(resolved.datasets)),
@@ -113,9 +136,10 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     return trainer, datamodule, module, best
 
 
-def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None) -> dict[str, float]:
-    """Train with Lightning, test the best checkpoint, run the experiment sweep if any;
-    return the test metrics."""
+def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None,
+                 test: bool = True) -> dict[str, float]:
+    """Train with Lightning, test the best checkpoint (unless not ``test``), run the
+    experiment sweep if any; return the test metrics."""
     from core.curves import plot_curves
     from core.metrics_log import truncate_after
 
@@ -137,31 +161,24 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
             raise _mismatch(exc, last_ckpt) from None
         raise
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
-                           weights_only=True)
+                           weights_only=True) if test else []
     if trainer.is_global_zero and (run_dir / "metrics.csv").is_file():  # fast_dev_run logs nothing
         plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
-    if sweep is not None:  # the module now holds the best checkpoint's weights
+    if sweep is not None and test:  # the module now holds the best checkpoint's weights
         run_sweep(sweep, module, datamodule, config.trainer, run_dir)
     return _headline(results[0] if results else {})
 
 
 def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str) -> dict[str, float]:
     """Load a checkpoint's weights and run the experiment sweep; no training."""
-    import torch
-
     if sweep is None:
         raise ConfigError("experiment", "--experiment-only needs an experiment section in the config",
                           fix="add experiment: {parameter: <transform>.<option>, values: [...]}")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ConfigError("", f"--checkpoint: no file at {path}", fix="pass a checkpoint, e.g. <run>/checkpoints/best.ckpt")
-    datamodule, module = build_modules(resolved)
-    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError("model", f"checkpoint {path} does not fit this run's model: missing {missing[:5]}, "
-                          f"unexpected {unexpected[:5]}", fix="use the config the checkpoint was trained with")
+    from core.evaluate import checkpoint_path, load_weights
+
     run_dir = run_dir_of(resolved.config)
+    datamodule, module = build_modules(resolved)
+    load_weights(module, checkpoint_path(run_dir, checkpoint))
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = run_sweep(sweep, module, datamodule, resolved.config.trainer, run_dir)
     peaks: dict[str, float] = {}

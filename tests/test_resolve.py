@@ -48,7 +48,8 @@ def test_every_option_is_checked_before_anything_is_built(registry):
 def test_resolve_builds_without_loading_data(registry):
     resolved = resolve(config(conv1=4), registry)
     assert EVENTS == ["format built"]
-    assert [u.name for u in resolved.used] == ["spy", "uint8", "pixelnorm", "random", "simple_cnn"]
+    assert [u.name for u in resolved.used] == ["spy", "uint8", "pixelnorm", "random", "simple_cnn", "csv", "tensorboard",
+                                               "lr_monitor"]
     assert resolved.prepare == [] and [s.name for s in resolved.device] == ["pixelnorm"]  # uint8: on the device
     assert resolved.loss_weights == {"digit": 1.0}
     assert resolved.used[0].row()["distribution"] == "(not installed)"

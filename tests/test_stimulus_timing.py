@@ -147,9 +147,9 @@ def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path):
     assert "experiment digit peak accuracy @ stimulus_contrast.stimulus_contrast=1.0" in again.stdout
     assert len(list(csv.DictReader(open(run_dir / "experiment.csv")))) == 72
     missing = run_cli("core-train", *args, "--checkpoint", tmp_path / "nope.ckpt", "--experiment-only")
-    assert missing.returncode == 2 and "--checkpoint: no file at" in missing.stderr
+    assert missing.returncode == 2 and "config error at --checkpoint: no checkpoint at" in missing.stderr
     alone = run_cli("core-train", *args, "--checkpoint", run_dir / "checkpoints" / "best.ckpt")
-    assert alone.returncode == 2 and "--checkpoint and --experiment-only go together" in alone.stderr
+    assert alone.returncode == 2 and "--checkpoint names what validate, test, predict or --experiment-only evaluates" in alone.stderr
 
 
 def test_duration_and_interval_configs_train(tmp_path):

@@ -1,4 +1,6 @@
-"""Shared plumbing of the console scripts: user errors become one message, not a traceback."""
+"""Shared plumbing of the console scripts: user errors become one message, not a traceback;
+Lightning's messages a user cannot act on are filtered out while the script runs
+(:mod:`core.terminal`)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from collections.abc import Callable
 
 
 def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    """Run a console script: a :class:`core.CoreError` prints ``error: ...`` and exits 2."""
+    """Run a console script: a :class:`core.CoreError` prints ``error: ...`` and exits 2; the
+    filters of :func:`core.terminal.quiet_terminal` hold while it runs."""
     from core.errors import CoreError
+    from core.terminal import quiet_terminal
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
@@ -23,7 +27,8 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
         core_log.setLevel(logging.INFO)  # plugins' notes (e.g. FFCV's adjustments) reach the user
         core_log.propagate = False
         try:
-            return main(argv)
+            with quiet_terminal():
+                return main(argv)
         except CoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -1,0 +1,157 @@
+"""Evaluate, predict and load a trained run: ``core-train validate|test|predict`` and
+:func:`load_run`, the notebook API.
+
+A checkpoint is named by path, or as ``best`` / ``last`` of the run directory (``best``:
+``checkpoints/best.ckpt``, or with ``checkpoint.save_top_k > 1`` the best of those the
+checkpoint callback kept). Weights load with ``weights_only=True``: a checkpoint runs no code.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import RunConfig
+from core.errors import ConfigError
+from core.resolve import ResolvedRun
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready for analysis: ``module`` holds the checkpoint's weights (eval mode)."""
+
+    config: RunConfig
+    resolved: ResolvedRun
+    module: Any  # core.module.MultiHeadClassifier
+    datamodule: Any  # core.data.CoreDataModule
+    checkpoint: Path
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
+    """The file ``checkpoint`` names: a path, or ``best`` (the default) / ``last`` of ``run_dir``."""
+    name = checkpoint or "best"
+    folder = run_dir / "checkpoints"
+    if name not in ("best", "last"):
+        path = Path(name)
+    elif (folder / f"{name}.ckpt").is_file():
+        path = folder / f"{name}.ckpt"
+    else:
+        path = _best_kept(folder) if name == "best" else folder / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError("--checkpoint", f"no checkpoint at {path}",
+                          fix=f"train the run first (core-train fit --config ...), or pass --checkpoint PATH")
+    return path
+
+
+def _best_kept(folder: Path) -> Path:
+    """With several best checkpoints kept, the one the checkpoint callback recorded as best."""
+    import torch
+
+    last = folder / "last.ckpt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+        for key, value in state.items():
+            if key.startswith("ModelCheckpoint") and value.get("best_model_path") and "'monitor': None" not in key:
+                return Path(value["best_model_path"])
+    return folder / "best.ckpt"
+
+
+def load_weights(module: Any, path: Path) -> None:
+    """The checkpoint's weights into ``module``; a file that is not this run's checkpoint is a clear error."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # noqa: BLE001 (truncated, empty, not a checkpoint: one message)
+        raise ConfigError("--checkpoint", f"{path} is not a readable core-train checkpoint ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                          fix="pass a checkpoint a run wrote (<run>/checkpoints/best.ckpt or last.ckpt)") from None
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError("model", f"checkpoint {path} does not fit this run's model: missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]}", fix="use the config the checkpoint was trained with")
+
+
+def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
+    """A run directory's config (``config.yaml``), model with the checkpoint's weights and
+    DataModule, resolved through the installed plugins::
+
+        run = core.load_run("runs/quickstart")
+        run.datamodule.setup("test")
+        batch = next(iter(run.datamodule.test_dataloader()))
+        outputs = run.module(run.datamodule.on_after_batch_transfer(batch, 0))
+    """
+    from core.config import load_config
+    from core.registry import Registry
+    from core.resolve import resolve
+    from core.run import build_modules
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError("", f"{run_dir} holds no config.yaml", fix="pass a run directory, e.g. runs/quickstart")
+    config = load_config(run_dir / "config.yaml")
+    plugins = config.plugins
+    resolved = resolve(config, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
+    datamodule, module = build_modules(resolved)
+    path = checkpoint_path(run_dir, checkpoint)
+    load_weights(module, path)
+    return LoadedRun(config, resolved, module.eval(), datamodule, path)
+
+
+def evaluator(resolved: ResolvedRun, callbacks: list[Any] = ()) -> Any:
+    """A Lightning trainer for evaluation and prediction: the run's trainer options, no
+    logger (the run's metrics.csv stays as training left it), no checkpoints."""
+    import lightning
+
+    from core.progress import IntervalProgressBar
+
+    options = {k: v for k, v in resolved.config.trainer.items() if k in EVALUATION_KEYS}
+    bar = [IntervalProgressBar()] if options.get("enable_progress_bar", True) else []
+    return lightning.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False,
+                             use_distributed_sampler=False, callbacks=[*bar, *callbacks], **options)
+
+
+# trainer keys that apply when a checkpoint is only evaluated
+EVALUATION_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "enable_progress_bar",
+                   "limit_val_batches", "limit_test_batches", "limit_predict_batches", "inference_mode",
+                   "deterministic", "plugins")
+
+
+def evaluate(resolved: ResolvedRun, stage: str, run_dir: Path, checkpoint: str | None) -> dict[str, float]:
+    """``validate`` or ``test`` a checkpoint; the stage's metrics."""
+    from core.run import build_modules
+
+    datamodule, module = build_modules(resolved)
+    path = checkpoint_path(run_dir, checkpoint)
+    load_weights(module, path)
+    trainer = evaluator(resolved)
+    results = getattr(trainer, stage)(module, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items() if "_acc_step" not in k}
+
+
+def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split: str, record: list[str],
+            output: Path | None) -> Path:
+    """Write every sample's outputs on ``split`` (and the ``record``ed activations) to HDF5."""
+    from core.predict import ActivationRecorder, PredictionWriter
+    from core.run import build_modules
+
+    datamodule, module = build_modules(resolved)
+    path = checkpoint_path(run_dir, checkpoint)
+    load_weights(module, path)
+    datamodule.predict_split = split
+    recorder = ActivationRecorder(module.model, record) if record else None
+    target = output or run_dir / "predictions" / f"{split}.h5"
+    writer = PredictionWriter(target, split, {"checkpoint": str(path), "run": resolved.config.name}, recorder)
+    ok = False
+    try:
+        with warnings.catch_warnings():  # the writer counts samples itself; Lightning's batch indices are not needed
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            evaluator(resolved, [writer]).predict(module, datamodule=datamodule, return_predictions=False)
+        ok = True
+    finally:
+        writer.close(ok)
+        if recorder is not None:
+            recorder.remove()
+    return target

@@ -1,0 +1,122 @@
+"""``core-train predict``: per-sample outputs of a checkpoint, written to HDF5 batch by batch.
+
+The file holds one group per dataset with, for every sample of the split in order:
+``index`` (the sample's position in the split), each head's ``<head>/logits``,
+``<head>/predicted`` (argmax; per time step for outputs over time), ``<head>/label`` and
+``<head>/per_class_accuracy`` (classes,) when the split has labels, ``responses`` for
+response models, and with ``--record`` the activations of the named modules of the model
+(``record/<name>``: what seeds keep as model responses for analysis). Datasets grow as
+batches arrive (chunked, resizable), so nothing is held in RAM beyond one batch; the file
+is written under a temporary name in the same folder and moved into place at the end.
+Attributes: ``split``, ``checkpoint``, ``run``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from core.errors import ConfigError, did_you_mean
+
+
+class ActivationRecorder:
+    """Forward hooks keeping the latest output of each named module of ``model``."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
+        modules = dict(model.named_modules())
+        for name in names:
+            if name not in modules:
+                raise ConfigError("--record", f"the model has no module '{name}'{did_you_mean(name, modules)}",
+                                  fix="name modules as printed by: python -c \"import core; print(core.load_run("
+                                      "'RUN_DIR').module.model)\" (e.g. features.0, heads.digit)")
+        self.latest: dict[str, torch.Tensor] = {}
+        self.hooks = [modules[name].register_forward_hook(self._keeper(name)) for name in names]
+
+    def _keeper(self, name: str) -> Any:
+        def keep(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            self.latest[name] = tensor.detach()
+        return keep
+
+    def take(self) -> dict[str, torch.Tensor]:
+        taken, self.latest = self.latest, {}
+        return taken
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Appends each predicted batch to an HDF5 file (``path``, moved into place by ``close``)."""
+
+    def __init__(self, path: Path, split: str, attrs: dict[str, str], recorder: ActivationRecorder | None) -> None:
+        super().__init__(write_interval="batch")
+        import h5py
+
+        self.path, self.recorder = path, recorder
+        self.partial = path.with_name(f".{path.name}.partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = h5py.File(self.partial, "w")
+        self.file.attrs.update({"split": split, **attrs})
+        self.counts: dict[str, int] = {}
+
+    def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any,
+                           batch_idx: int, dataloader_idx: int = 0) -> None:
+        name, size = prediction["dataset"] or "data", prediction["size"]
+        start = self.counts.get(name, 0)
+        arrays = {"index": torch.arange(start, start + size)}
+        for key, out in prediction["outputs"].items():
+            if key == "responses":
+                arrays["responses"] = out
+            else:
+                arrays[f"{key}/logits"], arrays[f"{key}/predicted"] = out, out.argmax(-1)
+        arrays |= {f"{head}/label": label for head, label in prediction["labels"].items()}
+        if self.recorder is not None:
+            arrays |= {f"record/{k}": v for k, v in self.recorder.take().items()}
+        group = self.file.require_group(name)
+        for key, value in arrays.items():
+            _append(group, key, value)
+        self.counts[name] = start + size
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            per_class_accuracy(self.file)
+        self.file.close()
+        if ok:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+
+def per_class_accuracy(file: Any) -> None:
+    """``<head>/per_class_accuracy`` (classes,) of every head with labels: torchmetrics'
+    per-class accuracy, updated chunk by chunk from the file (labels -1 do not count)."""
+    from torchmetrics.classification import MulticlassAccuracy
+
+    for group in file.values():
+        for head in [k for k in group if isinstance(group[k], type(group)) and "label" in group[k]]:
+            logits, labels = group[head]["logits"], group[head]["label"]
+            if logits.ndim != 2:  # outputs over time: one label per sample, per-step accuracy is in experiment.csv
+                continue
+            metric = MulticlassAccuracy(num_classes=logits.shape[1], average=None, ignore_index=-1)
+            for start in range(0, len(labels), 65536):
+                window = slice(start, start + 65536)
+                metric.update(torch.from_numpy(logits[window]), torch.from_numpy(labels[window]))
+            group[head].create_dataset("per_class_accuracy", data=metric.compute().numpy())
+
+
+def _append(group: Any, key: str, value: torch.Tensor) -> None:
+    array = (value.float() if value.is_floating_point() else value).cpu().numpy()
+    if key not in group:
+        group.create_dataset(key, data=array, maxshape=(None, *array.shape[1:]),
+                             chunks=(max(1, min(len(array), 1024)), *array.shape[1:]))
+        return
+    dataset = group[key]
+    start = dataset.shape[0]
+    dataset.resize(start + len(array), axis=0)
+    dataset[start:] = array

@@ -1,0 +1,141 @@
+"""``core-train sweep``: one run per combination of ``--grid`` values, then a comparison.
+
+``--grid optim.lr=1e-3,3e-3 --grid model.simple_cnn.conv1=16,32`` gives four runs, each a
+normal run directory ``<output_dir>/<name>-sweep/<name>-NNN`` (the config with that
+combination set, as ``--set`` would), trained and tested one after another. Each finished
+run leaves ``result.json`` (its values and metrics, written atomically); the sweep then
+writes ``sweep.csv`` (one row per run: the values, the best validation value of the run's
+monitor and its epoch, the final epoch's metrics, the test metrics) and ``sweep.png``.
+Started again, a sweep skips finished runs, resumes a run that has a checkpoint and
+starts the others: an interrupted sweep loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config import RunConfig
+from core.errors import ConfigError
+
+
+def parse_grid(grids: list[str]) -> dict[str, list[Any]]:
+    """``["a.b=1,2", ...]`` as ``{"a.b": [1, 2]}``; each value parsed as YAML (as ``--set`` does)."""
+    axes: dict[str, list[Any]] = {}
+    for grid in grids:
+        key, sep, values = grid.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError("--grid", f"'{grid}' is not of the form key.path=value,value", fix="e.g. --grid optim.lr=1e-3,3e-3")
+        if key in axes:
+            raise ConfigError("--grid", f"'{key}' is given twice", fix="list all its values in one --grid")
+        axes[key] = [yaml.safe_load(v) for v in values.split(",")]
+    if not axes:
+        raise ConfigError("--grid", "a sweep needs at least one --grid", fix="e.g. --grid optim.lr=1e-3,3e-3")
+    return axes
+
+
+def combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[[list[str], Path, bool], dict[str, float]]
+                   ) -> Path:
+    """Run every combination (``train(overrides, run_dir, resume)`` trains and tests one run)
+    and write the comparison; return the sweep folder."""
+    folder = Path(base.output_dir) / f"{base.name}-sweep"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index, values in enumerate(combinations(axes)):
+        name = f"{base.name}-{index:03d}"
+        run_dir, done = folder / name, folder / name / "result.json"
+        if not done.is_file():
+            overrides = [f"{key}={json.dumps(value)}" for key, value in values.items()]
+            overrides += [f"name={name}", f"output_dir={folder}"]
+            resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+            test = train(overrides, run_dir, resume)
+            _write_atomic(done, json.dumps({"run": name, "values": values, "test": test}, indent=2) + "\n")
+        rows.append(_row(json.loads(done.read_text()), run_dir))
+    _write_atomic(folder / "sweep.csv", _csv(rows))
+    _plot(rows, list(axes), folder / "sweep.png")
+    return folder
+
+
+def _row(result: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    from core.curves import read_epoch_metrics
+
+    row: dict[str, Any] = {"run": result["run"], **result["values"]}
+    series = read_epoch_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else {}
+    monitor = _monitor(run_dir)
+    if monitor in series:
+        mode = _mode(run_dir)
+        epoch, value = (max if mode == "max" else min)(series[monitor], key=lambda point: point[1])
+        row |= {"monitor": monitor, "best": value, "best_epoch": epoch}
+    for key, points in sorted(series.items()):
+        if not key.startswith("test/") and "_acc_step" not in key and not key.endswith("_step"):
+            row[f"final {key}"] = points[-1][1]
+    return row | {k: v for k, v in sorted(result["test"].items())}
+
+
+def _monitor(run_dir: Path) -> str:
+    """The metric the run's best checkpoint followed (from its checkpoint callback's state)."""
+    import torch
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        for key in torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {}):
+            if key.startswith("ModelCheckpoint") and "'monitor': '" in key:
+                return key.split("'monitor': '")[1].split("'")[0]
+    return ""
+
+
+def _mode(run_dir: Path) -> str:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    return str((config.get("checkpoint") or {}).get("mode", "max"))
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import io
+
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def _plot(rows: list[dict[str, Any]], keys: list[str], out: Path) -> None:
+    """The best monitored value of each run, labelled by its values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["\n".join(f"{k.split('.')[-1]}={row[k]}" for k in keys) for row in rows]
+    best = [row.get("best", float("nan")) for row in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows)), 4))
+    ax.bar(range(len(rows)), best, color="tab:blue")
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel(f"best {rows[0].get('monitor', 'monitor')}" if rows else "best")
+    ax.set_title(f"sweep over {', '.join(keys)}")
+    fig.tight_layout()
+    partial = out.with_name(f".{out.name}.partial.png")
+    fig.savefig(partial, dpi=120)
+    plt.close(fig)
+    os.replace(partial, out)

@@ -1,0 +1,48 @@
+"""Logger ``mlflow``: Lightning's MLFlowLogger; by default a file store in ``<run_dir>/mlruns``."""
+
+from __future__ import annotations
+
+import os
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from core import PluginUnavailable
+
+if find_spec("mlflow") is None:
+    raise PluginUnavailable("mlflow is not installed; install it with: pip install 'core-train[mlflow]'")
+
+
+def mlflow(
+    run_dir: Path,
+    experiment_name: str = "core-train",
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+    log_model: bool = False,
+    artifact_location: str | None = None,
+) -> Any:
+    """An MLflow run named after the run directory, in ``experiment_name``.
+
+    ``tracking_uri``: a server (``http://host:5000``) or a store (``file:/path/mlruns``);
+    default ``$MLFLOW_TRACKING_URI``, else the file store ``file:<run_dir>/mlruns`` (for a file
+    store, MLflow 3's ``MLFLOW_ALLOW_FILE_STORE`` is set to true unless already set). ``run_id``
+    continues an existing MLflow run (a resumed run otherwise starts a new one).
+    ``log_model``: upload the checkpoints as artifacts at the end of training."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"file:{Path(run_dir).resolve() / 'mlruns'}"
+    if urlparse(uri).scheme in ("", "file"):
+        # MLflow 3.x keeps the file store only behind this switch (its default is now a database);
+        # the run directory's own store needs no server and no database
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLFlowLogger(
+        experiment_name=experiment_name,
+        run_name=Path(run_dir).name,
+        tracking_uri=uri,
+        tags=dict(tags) if tags else None,
+        log_model=log_model,
+        run_id=run_id,
+        artifact_location=artifact_location,
+    )

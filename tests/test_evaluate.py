@@ -1,0 +1,145 @@
+"""core-train fit|validate|test|predict, the notebook API, checkpoint choices, and Lightning's
+fast_dev_run / limit / overfit options end to end."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+
+import h5py
+import pytest
+import torch
+
+import core
+from core.cli.train import main as core_train
+from core.module import MultiHeadClassifier
+
+RUN = """
+    name: two_heads
+    output_dir: {out}
+    seed: 1
+    data:
+      format: {{digits: {{heads: [digit, parity]}}}}
+      transforms: [pixelnorm]
+      batch_size: 128
+    loss_weights: {{digit: 1.0, parity: 0.5}}
+    model: {{simple_cnn: {{conv1: 8, conv2: 8, fc_hidden: 16}}}}
+    trainer: {{max_epochs: 3, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false}}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small two-head run, fitted (not tested)."""
+    folder = tmp_path_factory.mktemp("evaluate")
+    config = folder / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=folder / "runs")))
+    assert core_train(["fit", "--config", str(config)]) == 0
+    return config, folder / "runs" / "two_heads"
+
+
+def test_fit_alone_trains_and_tests_nothing_and_best_follows_the_weighted_mean_accuracy(trained):
+    config, run_dir = trained
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    rows = (run_dir / "metrics.csv").read_text()
+    assert "test/" not in rows.splitlines()[0] and "val/acc," in rows.splitlines()[0] + ","
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    assert any("'monitor': 'val/acc'" in key for key in state)
+
+
+def test_test_and_validate_a_checkpoint_without_touching_the_runs_metrics(trained, capsys):
+    config, run_dir = trained
+    before = (run_dir / "metrics.csv").read_text()
+    assert core_train(["test", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "test/digit_acc" in out and "test/parity_acc" in out and "test/acc" in out and "test/digit_top5" in out
+    assert "test/parity_top5" not in out and "test/digit_loss" in out
+    assert core_train(["validate", "--config", str(config), "--checkpoint", "last"]) == 0
+    assert "val/digit_acc" in capsys.readouterr().out
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
+def test_predict_writes_every_sample_with_recorded_activations(trained):
+    config, run_dir = trained
+    assert core_train(["predict", "--config", str(config), "--split", "val", "--record", "features.0,heads.parity"]) == 0
+    with h5py.File(run_dir / "predictions" / "val.h5") as f:
+        group = f["digits"]
+        n = len(group["index"])
+        assert n == 180 and list(group["index"][:3]) == [0, 1, 2] and f.attrs["split"] == "val"
+        assert group["digit/logits"].shape == (n, 10) and group["parity/predicted"].shape == (n,)
+        assert group["record/features.0"].shape == (n, 8, 4, 4) and group["record/heads.parity"].shape == (n, 2)
+        assert (group["digit/predicted"][:] == group["digit/logits"][:].argmax(1)).all()
+        labels, predicted = group["digit/label"][:], group["digit/predicted"][:]
+        per_class = [(predicted[labels == k] == k).mean() for k in range(10)]
+        assert group["digit/per_class_accuracy"][:] == pytest.approx(per_class, abs=1e-6)
+    assert not list((run_dir / "predictions").glob(".*partial"))
+
+
+def test_a_wrong_record_name_or_checkpoint_is_one_clear_message(trained, tmp_path, capsys):
+    config, run_dir = trained
+    assert core_train(["predict", "--config", str(config), "--record", "features.9"]) == 2
+    assert "config error at --record: the model has no module 'features.9'" in capsys.readouterr().err
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"")
+    assert core_train(["test", "--config", str(config), "--checkpoint", str(broken)]) == 2
+    assert f"{broken} is not a readable core-train checkpoint" in capsys.readouterr().err
+    assert core_train(["fit", "--config", str(config), "--checkpoint", "best"]) == 2
+    assert core_train(["test", "--config", str(config), "--record", "x"]) == 2
+
+
+def test_the_notebook_api_and_load_from_checkpoint_give_the_same_outputs(trained):
+    config, run_dir = trained
+    run = core.load_run(run_dir)
+    assert run.config.name == "two_heads" and run.checkpoint.name == "best.ckpt" and not run.module.training
+    run.datamodule.setup("test")
+    batch = run.datamodule.on_after_batch_transfer(next(iter(run.datamodule.test_dataloader())), 0)
+    with torch.no_grad():
+        outputs = run.module(batch)
+        again = MultiHeadClassifier.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt").eval()(batch)
+    assert set(outputs) == {"digit", "parity"}
+    torch.testing.assert_close(outputs["digit"], again["digit"])
+
+
+def test_checkpoint_options_keep_several_and_best_finds_the_best(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs"))
+                      + "checkpoint: {monitor: val/loss, mode: min, save_top_k: 2}\n")
+    assert core_train(["fit", "--config", str(config)]) == 0
+    kept = sorted(p.name for p in (tmp_path / "runs/two_heads/checkpoints").glob("best-*.ckpt"))
+    assert len(kept) == 2
+    from core.evaluate import checkpoint_path
+
+    assert checkpoint_path(tmp_path / "runs/two_heads", "best").name in kept
+
+
+@pytest.mark.parametrize("option", ["trainer.fast_dev_run=true", "trainer.limit_train_batches=2",
+                                    "trainer.overfit_batches=2"])
+def test_lightnings_debugging_options_run_end_to_end(tmp_path, option, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    assert core_train(["--config", str(config), "--set", option, "--set", "trainer.max_epochs=2"]) == 0
+    assert "test/digit_acc" in capsys.readouterr().out
+
+
+def test_a_sweep_runs_each_combination_compares_them_and_resumes(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    args = ["sweep", "--config", str(config), "--set", "trainer.max_epochs=1", "--grid", "optim.lr=0.001,0.01"]
+    assert core_train(args) == 0
+    folder = tmp_path / "runs" / "two_heads-sweep"
+    rows = list(csv.DictReader(open(folder / "sweep.csv")))
+    assert [(r["run"], r["optim.lr"], r["monitor"]) for r in rows] == [("two_heads-000", "0.001", "val/acc"),
+                                                                       ("two_heads-001", "0.01", "val/acc")]
+    assert all(float(r["test/digit_acc"]) >= 0 and r["best_epoch"] == "0" for r in rows)
+    assert (folder / "sweep.png").stat().st_size > 0
+    first = (folder / "two_heads-000" / "result.json").stat().st_mtime_ns
+    (folder / "two_heads-001" / "result.json").unlink()  # as if killed after its last checkpoint
+    (folder / "sweep.csv").unlink()
+    assert core_train(args) == 0
+    assert (folder / "two_heads-000" / "result.json").stat().st_mtime_ns == first  # finished: not run again
+    assert len(list(csv.DictReader(open(folder / "sweep.csv")))) == 2
+    capsys.readouterr()
+    assert core_train(["sweep", "--config", str(config), "--grid", "optim.lr"]) == 2
+    assert "config error at --grid: 'optim.lr' is not of the form key.path=value,value" in capsys.readouterr().err
+    assert core_train(["sweep", "--config", str(config), "--grid", "optim.lr=fast"]) == 2
+    assert "optim.lr: 'fast' is not valid" in capsys.readouterr().err
