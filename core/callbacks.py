@@ -8,31 +8,13 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback, RichModelSummary
 
 
-class ResumeHint(Callback):
-    """Lightning turns Ctrl-C into a graceful stop (exit 1); tell the user how to continue."""
+class FlushLogs(Callback):
+    """Every logger writes what it holds before a checkpoint is written, so no logged row is
+    older than the checkpoint yet missing from disk (a resume keeps rows up to its checkpoint)."""
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
-            print("interrupted; continue the run with --resume (from checkpoints/last.ckpt)", file=sys.stderr)
-
-
-class SamplerClock(Callback):
-    """Tells each dataset's sampler the global step before every training batch (a curriculum's clock)."""
-
-    def __init__(self, samplers: list[Any]) -> None:
-        self.samplers = samplers
-
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        # after a checkpoint is restored and before the first epoch draws its indices: a resumed
-        # run's curriculum continues where it stopped instead of drawing one epoch at step 0
-        self._tell(trainer.global_step)
-
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self._tell(trainer.global_step)
-
-    def _tell(self, step: int) -> None:
-        for sampler in self.samplers:
-            sampler.set_step(step)
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        for logger in trainer.loggers:
+            logger.save()
 
 
 class EpochSummary(Callback):

@@ -3,6 +3,10 @@
 Components are written as a bare name or a one-key mapping ``{name: {options}}``; their
 options are checked later against the factory (see :mod:`core.options`). Every error
 names the YAML path.
+
+The YAML is read with PyYAML's safe loader, bounded (:func:`load_yaml`): nesting deeper
+than ``MAX_YAML_DEPTH``, more than ``MAX_YAML_VALUES`` values once aliases are expanded (an
+alias bomb), a recursive alias and a key given twice in one mapping are errors.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
-from core.errors import ConfigError, did_you_mean
+from core.errors import ConfigError, clip, did_you_mean, short_repr
 
 ComponentSpec = str | dict[str, Any]
 DEFAULT_LOGGERS = ("csv", "tensorboard")
 DEFAULT_CALLBACKS = ("lr_monitor",)
+MAX_YAML_DEPTH = 100  # levels of nesting (a run config has about 5)
+MAX_YAML_VALUES = 100_000  # values (scalars, lists, mappings) once aliases are expanded
+SEED_MAX = 2**32 - 1  # numpy's and lightning.seed_everything's range
+# the fix shown with a value pydantic refused, by YAML path
+FIXES = {"seed": f"use a seed from 0 to {SEED_MAX} (the range lightning.seed_everything and numpy accept)"}
 
 
 class _Section(pydantic.BaseModel):
@@ -82,6 +91,8 @@ class CheckpointSection(_Section):
     monitor: str | None = None
     mode: Literal["max", "min"] = "max"
     save_top_k: pydantic.PositiveInt = 1
+    every_n_train_steps: pydantic.PositiveInt | None = None  # last.ckpt also every N steps (mid-epoch)
+    every_n_minutes: pydantic.PositiveFloat | None = None  # last.ckpt also every N minutes of training
 
 
 class ExperimentSection(_Section):
@@ -95,7 +106,7 @@ class RunConfig(_Section):
     """The whole run. ``trainer`` is passed to ``lightning.Trainer`` (checked against it)."""
 
     name: str
-    seed: int = 0
+    seed: int = pydantic.Field(0, ge=0, le=SEED_MAX)
     output_dir: str = "runs"
     plugins: PluginsSection = PluginsSection()
     data: DataSection
@@ -113,13 +124,143 @@ class RunConfig(_Section):
     experiment: ExperimentSection | None = None
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses nesting deeper than ``MAX_YAML_DEPTH`` while composing
+    (PyYAML's composer recurses once per level: thousands of levels are a RecursionError)."""
+
+    def __init__(self, stream: str, source: str) -> None:
+        super().__init__(stream)
+        self.source = source
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError("", f"{self.source} line {mark.line + 1}, column {mark.column + 1}: the YAML nests "
+                                  f"deeper than {MAX_YAML_DEPTH} levels", fix=_DEPTH_FIX)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python reads at most 4,300 decimal digits (sys.get_int_max_str_digits)
+            raise ConfigError("", f"{self.source} line {node.start_mark.line + 1}, column {node.start_mark.column + 1}: "
+                              f"an integer of {len(node.value):,} digits, more than Python reads",
+                              fix="write a smaller number") from None
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+_DEPTH_FIX = "a run config nests a few levels (data.format.digits.image_size); check the brackets and indentation"
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)``, bounded: see the module's doc. ``source`` names the text in
+    messages (a file, ``--set key``). A YAML syntax error is raised as ``yaml.YAMLError``."""
+    loader = _BoundedLoader(text, source)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Walk the composed YAML (each node once, however many aliases point to it): refuse a
+    key given twice in one mapping, a recursive alias, and more values or levels than the
+    bounds once aliases are expanded. Iterative: the expanded depth can exceed Python's stack."""
+    done: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    while stack:
+        node, path, finished = stack.pop()
+        key = id(node)
+        children = _children(node, path)
+        if finished:
+            values = 1 + sum(done[id(child)][0] for child, _ in children)
+            depth = 1 + max((done[id(child)][1] for child, _ in children), default=0)
+            done[key] = values, depth
+            active.discard(key)
+            line = f"{source} line {node.start_mark.line + 1}"
+            if values > MAX_YAML_VALUES:
+                raise ConfigError(path, f"{line}: this value stands for more than {MAX_YAML_VALUES:,} values once its "
+                                  "aliases (*name) are expanded (an alias bomb?); a run config holds a few hundred",
+                                  fix="write the values out, without aliases of aliases")
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(path, f"{line}: this value nests deeper than {MAX_YAML_DEPTH} levels once its "
+                                  "aliases (*name) are expanded", fix=_DEPTH_FIX)
+            continue
+        if key in done:
+            continue
+        if key in active:
+            raise ConfigError(path, f"{source} line {node.start_mark.line + 1}: an alias (*name) refers to a value "
+                              "that contains it: the value would be infinite", fix="write the value out, without the alias")
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node, path, source)
+        stack.append((node, path, True))
+        stack.extend((child, child_path, False) for child, child_path in reversed(children) if id(child) not in done)
+
+
+def _children(node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]]:
+    """A node's children (a mapping's keys and values) with their YAML paths."""
+    def at(part: object) -> str:
+        return f"{path}.{part}" if path else str(part)
+
+    if isinstance(node, yaml.SequenceNode):
+        return [(child, at(i)) for i, child in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        pairs: list[tuple[yaml.Node, str]] = []
+        for key, value in node.value:
+            where = at(key.value) if isinstance(key, yaml.ScalarNode) else path
+            pairs += [(key, where), (value, where)]
+        return pairs
+    return []
+
+
+def _check_duplicate_keys(node: yaml.MappingNode, path: str, source: str) -> None:
+    """A key twice in one mapping: YAML readers silently keep the last; we say so."""
+    seen: dict[tuple[str, str], yaml.Node] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        first = seen.setdefault((key.tag, key.value), key)
+        if first is not key:
+            a, b = first.start_mark, key.start_mark
+            lines = (f"lines {a.line + 1} and {b.line + 1}" if a.line != b.line
+                     else f"line {a.line + 1}, columns {a.column + 1} and {b.column + 1}")
+            shown = key.value if len(key.value) <= 100 else key.value[:100] + "..."
+            raise ConfigError(f"{path}.{key.value}" if path else key.value, f"key '{shown}' appears twice ({lines})",
+                              fix=f"keep one of the two in {source} (a YAML reader would silently use the last)")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML file with ``yaml.safe_load``; a mapping or a clear error."""
+    """Parse a YAML file with :func:`load_yaml` (``yaml.safe_load``, bounded); a mapping or a clear error."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise ConfigError("", f"config file '{path}' is a folder", fix="pass the path of a run YAML, e.g. configs/quickstart.yaml")
         raise ConfigError("", f"config file '{path}' does not exist", fix="pass the path of a run YAML, e.g. configs/quickstart.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file '{path}': {exc.strerror or exc}",
+                          fix="check the file's permissions (e.g. chmod u+r) and owner") from None
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("", f"{path} line {line}: the file is not UTF-8 text (byte 0x{content[exc.start]:02x} at "
+                          f"offset {exc.start})", fix=f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8 {path}") from None
+    try:
+        data = load_yaml(text, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -140,8 +281,10 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """
     key, sep, value = assignment.partition("=")
     if not sep or not key:
-        raise ConfigError("", f"--set '{assignment}' is not of the form key.path=value", fix="e.g. --set data.batch_size=32")
+        raise ConfigError("", f"--set '{short_repr(assignment)[1:-1]}' is not of the form key.path=value", fix="e.g. --set data.batch_size=32")
     parts = key.split(".")
+    if len(parts) > MAX_YAML_DEPTH:
+        raise ConfigError("", f"--set: the key has {len(parts)} levels, more than {MAX_YAML_DEPTH}", fix=_DEPTH_FIX)
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part) if isinstance(node, dict) else None
@@ -150,10 +293,10 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         elif child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise ConfigError(".".join(parts[: depth + 1]), f"is {child!r}, not a mapping; cannot set '{key}'")
+            raise ConfigError(".".join(parts[: depth + 1]), f"is {short_repr(child)}, not a mapping; cannot set '{key}'")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = load_yaml(value, f"--set {key}")
     except yaml.YAMLError:
         node[parts[-1]] = value
 
@@ -172,6 +315,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         config = RunConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise _to_config_error(exc) from None
+    check_name(config.name)
     given = [key for key, value in (("data.format", config.data.format), ("datasets", config.datasets),
                                     ("datasets_dir", config.datasets_dir)) if value is not None]
     if len(given) != 1:
@@ -184,6 +328,23 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     return config
 
 
+def check_name(name: str) -> None:
+    """``name`` is one folder name: the run directory ``output_dir/name`` stays inside ``output_dir``."""
+    fix = ("use a plain name such as 'quickstart' (letters, digits, '-', '_', '.'); "
+           "to put runs in another folder, set output_dir")
+    separator = next((c for c in ("/", "\\") if c in name), None)
+    if separator:
+        raise ConfigError("name", f"'{clip(name, 200)}' holds a path separator ('{separator}'): the run directory "
+                          "is output_dir/name and must stay inside output_dir", fix=fix)
+    if name in ("", ".", ".."):
+        what = {"": "is empty: output_dir itself would be the run directory",
+                ".": "'.' would make output_dir itself the run directory",
+                "..": "'..' would put the run directory (output_dir/name) outside output_dir"}[name]
+        raise ConfigError("name", what, fix=fix)
+    if "\0" in name:
+        raise ConfigError("name", f"{short_repr(name)} holds a NUL character, which no file name can", fix=fix)
+
+
 def _to_config_error(exc: pydantic.ValidationError) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("str", "dict[", "list["))]
@@ -194,7 +355,7 @@ def _to_config_error(exc: pydantic.ValidationError) -> ConfigError:
         return ConfigError(path, f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], known)}", fix=f"valid keys here: {', '.join(known)}")
     if err["type"] == "missing":
         return ConfigError(path, "is required but missing", fix="add it (see docs/config.md)")
-    return ConfigError(path, f"{err.get('input')!r} is not valid: {err['msg']}")
+    return ConfigError(path, f"{short_repr(err.get('input'))} is not valid: {err['msg']}", fix=FIXES.get(path))
 
 
 def _section_at(loc: list[str]) -> type[pydantic.BaseModel] | None:
@@ -220,7 +381,7 @@ def component(spec: Any, path: str) -> tuple[str, dict[str, Any]]:
             return name, options
     raise ConfigError(
         path,
-        f"{spec!r} is not a component",
+        f"{short_repr(spec)} is not a component",
         fix="write a component as a name ('pixelnorm') or a one-key mapping ({pixelnorm: {mean: 127}})",
     )
 

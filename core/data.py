@@ -10,6 +10,7 @@ transforms.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -51,19 +52,51 @@ class DiskBatches(Dataset):
         return {key: torch.from_numpy(value) for key, value in self.split.read(index.numpy()).items()}
 
 
+@dataclass
+class EpochPosition:
+    """Where the training epoch stands, so a run resumed within an epoch continues it exactly:
+    the epoch, the global step its order was drawn at (a curriculum's clock) and, after a
+    restore, the batches already trained (``restored``), which the epoch's order skips."""
+
+    epoch: int = -1
+    start_step: int = 0
+    restored: dict[str, int] | None = None
+
+    def begin(self, epoch: int, step: int) -> tuple[int, int]:
+        """An epoch's order is being drawn now: the step to draw it at and the batches to skip."""
+        restored, self.restored = self.restored, None
+        if restored is not None and restored["epoch"] == epoch:
+            self.epoch, self.start_step = epoch, restored["start_step"]
+            return self.start_step, restored["done"]
+        self.epoch, self.start_step = epoch, step
+        return step, 0
+
+
 class Batches:
     """A DataLoader behind a plain iterable. Lightning leaves the order alone (with
     ``overfit_batches`` it would swap a DataLoader's sampler for a per-sample one); the
-    order is the core sampler's, one index tensor per batch."""
+    order is the core sampler's, one index tensor per batch. The training loader is
+    stateful: its position travels in checkpoints (``state_dict``), so a mid-epoch resume
+    skips the batches already trained instead of starting the epoch again."""
 
-    def __init__(self, loader: DataLoader) -> None:
-        self.loader = loader
+    def __init__(self, loader: DataLoader, position: EpochPosition | None = None,
+                 done: Callable[[], int] = lambda: 0) -> None:
+        self.loader, self.position, self.done = loader, position, done
 
     def __iter__(self) -> Iterator[Batch]:
         return iter(self.loader)
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def state_dict(self) -> dict[str, int]:
+        if self.position is None:
+            return {}
+        return {"epoch": self.position.epoch, "start_step": self.position.start_step, "done": self.done()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if self.position is not None and state:
+            self.position.restored = dict(state)
 
 
 class IndexBatches(TorchSampler):
@@ -83,20 +116,27 @@ class IndexBatches(TorchSampler):
         epoch: Callable[[], int],
         rank: Callable[[], tuple[int, int]],
         device: torch.device | None = None,
+        position: EpochPosition | None = None,
+        step: Callable[[], int] = lambda: 0,
     ) -> None:
         self.sampler, self.n, self.batch_size, self.drop_last = sampler, n, batch_size, drop_last
         self.seed, self.epoch, self.rank, self.device = seed, epoch, rank, device
+        self.position, self.step = position, step
 
     def _order(self) -> np.ndarray:
         rank, world_size = self.rank()
         return np.asarray(self.sampler.indices(self.n, epoch=self.epoch(), seed=self.seed, rank=rank, world_size=world_size))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        skip = 0
+        if self.position is not None:  # the training order: drawn at the epoch's first step
+            at, skip = self.position.begin(self.epoch(), self.step())
+            self.sampler.set_step(at)
         order = torch.from_numpy(self._order().astype(np.int64))
         if self.device is not None:
             order = order.to(self.device)
         stop = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
-        yield from torch.split(order[:stop], self.batch_size)
+        yield from torch.split(order[:stop], self.batch_size)[skip:]
 
     def __len__(self) -> int:
         rank, world_size = self.rank()
@@ -134,10 +174,20 @@ class GroupedBatches(TorchSampler):
     so each dataset is seen in proportion to its size throughout the epoch). Every rank gets
     the same number of batches, since each dataset's sampler gives every rank as many."""
 
-    def __init__(self, orders: list[IndexBatches], interleave: str, seed: int, epoch: Callable[[], int]) -> None:
+    def __init__(self, orders: list[IndexBatches], interleave: str, seed: int, epoch: Callable[[], int],
+                 position: EpochPosition | None = None, step: Callable[[], int] = lambda: 0) -> None:
         self.orders, self.interleave, self.seed, self.epoch = orders, interleave, seed, epoch
+        self.position, self.step = position, step
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
+        skip = 0
+        if self.position is not None:  # the training order: every dataset's drawn at the epoch's first step
+            at, skip = self.position.begin(self.epoch(), self.step())
+            for order in self.orders:
+                order.sampler.set_step(at)
+        yield from itertools.islice(self._keys(), skip, None)
+
+    def _keys(self) -> Iterator[tuple[int, torch.Tensor]]:
         batches = [list(order) for order in self.orders]
         if self.interleave == "proportional":
             keys = [(k, b) for k, each in enumerate(batches) for b in each]
@@ -170,6 +220,7 @@ class CoreDataModule(lightning.LightningDataModule):
         self.eval_sampler, self.interleave = eval_sampler, interleave
         self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
         self.predict_split = "test"  # the split `core-train predict` reads
+        self.position = EpochPosition()  # of the training epoch, saved in checkpoints through the train loader
 
     @classmethod
     def single(cls, fmt: DataFormat, storage: StorageBackend, prepare: list[Step], device: list[Step], sampler: Sampler,
@@ -222,12 +273,21 @@ class CoreDataModule(lightning.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _order(self, opened: dict[str, torch.Tensor] | DiskSplit, sampler: Sampler, train: bool) -> IndexBatches:
+    def _order(self, opened: dict[str, torch.Tensor] | DiskSplit, sampler: Sampler, train: bool,
+               position: EpochPosition | None) -> IndexBatches:
         n = len(opened) if isinstance(opened, DiskSplit) else len(opened["stim"])
         on_device = self._data_device() if isinstance(opened, dict) else None
         # training drops the last partial batch (as FFCV and most loops do), unless it is the only one
         drop_last = train and n > self.batch_size
-        return IndexBatches(sampler, n, self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device)
+        return IndexBatches(sampler, n, self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device,
+                            position, self._step)
+
+    def _step(self) -> int:
+        return self.trainer.global_step if self.trainer is not None else 0
+
+    def _done(self) -> int:
+        """Training batches of the current epoch that have run (what a checkpoint taken now contains)."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer is not None else 0
 
     def _loader(self, split: str, train: bool | None = None) -> Iterable[Batch]:
         """The split's batches: shuffled and without the last partial batch when ``train``
@@ -241,19 +301,24 @@ class CoreDataModule(lightning.LightningDataModule):
         gatherers = [_gatherer(parts.opened[split]) for parts in self.datasets]
         # overfit_batches: the same first batches every epoch, in order
         shuffled = train and not (self.trainer is not None and self.trainer.overfit_batches)
-        orders = [self._order(parts.opened[split], parts.sampler if shuffled else self.eval_sampler, train)
-                  for parts in self.datasets]
-        if len(self.datasets) == 1:
+        position = self.position if train else None
+        single = len(self.datasets) == 1
+        orders = [self._order(parts.opened[split], parts.sampler if shuffled else self.eval_sampler, train,
+                              position if single else None) for parts in self.datasets]
+        if single:
             dataset, sampler = gatherers[0], orders[0]
         else:
             dataset = Grouped(gatherers, [parts.name for parts in self.datasets])
-            sampler = GroupedBatches(orders, self.interleave if train else "round_robin", self.seed, self._epoch)
+            sampler = GroupedBatches(orders, self.interleave if train else "round_robin", self.seed, self._epoch,
+                                     position, self._step)
+        # its own generator: starting an epoch draws nothing from the global one (which the
+        # augmentations use, and checkpoints restore)
         loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                            persistent_workers=self.num_workers > 0)
+                            persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
         accelerator = self.trainer.strategy.root_device if self.trainer is not None else None
         if accelerator is not None and accelerator.type == "cuda" and self._data_device() is None:
-            return DevicePrefetch(loader, accelerator)  # pinned and copied while the previous step runs
-        return Batches(loader)
+            return DevicePrefetch(Batches(loader, position, self._done), accelerator)  # copied while the step before runs
+        return Batches(loader, position, self._done)
 
     def train_dataloader(self) -> Iterable[Batch]:
         return self._loader("train")

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
+
+# the most characters of a user's value (or of a whole message) an error shows: a value a
+# config blew up (a YAML alias bomb, a pasted file) must neither flood the terminal nor take
+# long to format
+REPR_LIMIT = 200
+PATH_LIMIT = 300
+MESSAGE_LIMIT = 20_000
 
 
 class CoreError(Exception):
@@ -18,6 +26,8 @@ class ConfigError(CoreError):
     """A problem in the run's YAML: ``path`` is the dotted YAML path (``data.batch_size``)."""
 
     def __init__(self, path: str, message: str, fix: str | None = None) -> None:
+        path, message = clip(path, PATH_LIMIT), clip(message, MESSAGE_LIMIT)
+        fix = clip(fix, MESSAGE_LIMIT) if fix else fix
         self.path = path
         self.message = message
         self.fix = fix
@@ -54,3 +64,66 @@ def choices_text(choices: Iterable[str]) -> str:
     """A sorted, quoted list of names for an error message."""
     names = sorted(choices)
     return ", ".join(f"'{n}'" for n in names) if names else "(none)"
+
+
+def clip(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with a note of how many were left out."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+class _Full(Exception):
+    pass
+
+
+def short_repr(value: Any, limit: int = REPR_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut at ``limit`` characters, in time bounded by
+    ``limit`` however large (or self-referencing) the value is: the whole ``repr`` of a
+    structure a YAML alias bomb made would not finish."""
+    out: list[str] = []
+    size = 0
+
+    def put(text: str) -> None:
+        nonlocal size
+        out.append(text)
+        size += len(text)
+        if size > limit:
+            raise _Full
+
+    def walk(v: Any, active: frozenset[int]) -> None:
+        if isinstance(v, dict | list | tuple):
+            if id(v) in active:
+                put("...")
+                return
+            active = active | {id(v)}
+            if isinstance(v, dict):
+                put("{")
+                for i, (key, item) in enumerate(v.items()):
+                    put(", " if i else "")
+                    walk(key, active)
+                    put(": ")
+                    walk(item, active)
+                put("}")
+            else:
+                put("[" if isinstance(v, list) else "(")
+                for i, item in enumerate(v):
+                    put(", " if i else "")
+                    walk(item, active)
+                put("]" if isinstance(v, list) else ("," if len(v) == 1 else "") + ")")
+        elif isinstance(v, str | bytes) and len(v) > limit:
+            put(repr(v[: limit + 1]))
+        elif isinstance(v, int) and v.bit_length() > 4 * limit:  # repr() refuses past 4,300 digits
+            put(f"<an integer of {v.bit_length():,} bits>")
+        else:
+            try:
+                put(repr(v))
+            except _Full:
+                raise
+            except Exception:  # a repr that fails: name the type instead
+                put(f"<{type(v).__name__}>")
+
+    try:
+        walk(value, frozenset())
+    except _Full:
+        return "".join(out)[:limit] + "..."
+    return "".join(out)

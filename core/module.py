@@ -88,6 +88,7 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.register_buffer("best_val_acc", torch.tensor(float("-inf")))
         self.correlations = Correlations()
         self.train_means = EpochMeans()
+        self._means_epoch: int | None = None  # the epoch whose training sums a checkpoint restored
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -130,7 +131,18 @@ class MultiHeadClassifier(lightning.LightningModule):
             self.log(name, value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
 
     def on_train_epoch_start(self) -> None:
-        self.train_means.reset()
+        if self._means_epoch != self.current_epoch:  # a run resumed within an epoch keeps that epoch's sums
+            self.train_means.reset()
+        self._means_epoch = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sums = {name: [total, count] for name, (total, count) in self.train_means.sums.items()}
+        checkpoint["train_means"] = {"epoch": self.current_epoch, "sums": sums}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("train_means", {})
+        self.train_means.sums = {name: (total, count) for name, (total, count) in saved.get("sums", {}).items()}
+        self._means_epoch = saved.get("epoch")
 
     def on_train_epoch_end(self) -> None:
         for name, value in self.train_means.means().items():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pydantic
 
-from core.errors import ConfigError, did_you_mean
+from core.errors import ConfigError, did_you_mean, short_repr
 
 
 @lru_cache(maxsize=None)
@@ -83,6 +83,6 @@ def validate_options(
         expected = describe_type(model.model_fields[key].annotation) if key in model.model_fields else "?"
         raise ConfigError(
             f"{path}.{loc}",
-            f"{err.get('input')!r} is not valid for option '{key}' of {what}: expected {expected} ({err['msg']})",
+            f"{short_repr(err.get('input'))} is not valid for option '{key}' of {what}: expected {expected} ({err['msg']})",
         ) from None
     return {key: getattr(validated, key) for key in options}

@@ -44,6 +44,14 @@ class DevicePrefetch:
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped loader's position (see :class:`core.data.Batches`)."""
+        return self.loader.state_dict() if hasattr(self.loader, "state_dict") else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(state)
+
     def __iter__(self) -> Iterator[Batch]:
         batches = iter(self.loader)
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from core.compiling import check_compile
 from core.config import RunConfig, component
 from core.datasets import DatasetSpec, dataset_specs
-from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean
+from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean, short_repr
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import validate_options
@@ -279,11 +279,92 @@ def _loss_weights(given: dict[str, float], heads: dict[str, int]) -> dict[str, f
 
 
 def check_trainer(options: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``trainer`` keys against ``lightning.Trainer``'s own signature."""
+    """Validate ``trainer`` keys against ``lightning.Trainer``'s own signature, and the
+    ``accelerator`` name and ``devices`` value (what does not depend on the machine; see
+    :func:`check_accelerator` for what does)."""
     import lightning
 
     for key in options:
         if key in MANAGED_TRAINER_KEYS:
             raise ConfigError(f"trainer.{key}", f"'{key}' is set by core-train itself",
                               fix=TRAINER_KEY_FIXES.get(key, f"remove trainer.{key}"))
-    return validate_options(lightning.Trainer, options, "trainer", "lightning.Trainer", skip=MANAGED_TRAINER_KEYS)
+    checked = validate_options(lightning.Trainer, options, "trainer", "lightning.Trainer", skip=MANAGED_TRAINER_KEYS)
+    accelerator = checked.get("accelerator", "auto")
+    if isinstance(accelerator, str):
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        names = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+        if accelerator not in names:
+            raise ConfigError("trainer.accelerator", f"{short_repr(accelerator)} is not an accelerator"
+                              f"{did_you_mean(accelerator.lower(), names)}", fix=f"use one of: {', '.join(names)}")
+    if "devices" in checked:
+        _check_devices(options["devices"], accelerator)
+    return checked
+
+
+DEVICES_FIX = "set trainer.devices to a number of devices (1, 2, ...), a list of GPU indices ([0, 1]), -1 for every GPU, or auto"
+
+
+def _devices(devices: Any) -> int | list[int] | str:
+    """Lightning's ``devices`` as a count, a list of indices or ``"auto"``; ``"?"`` if it is neither."""
+    if isinstance(devices, bool):
+        return int(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return "auto"
+        try:
+            return [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
+        except ValueError:
+            return "?"
+    return devices
+
+
+def _check_devices(devices: Any, accelerator: Any) -> None:
+    """``devices: 0`` (and other values Lightning refuses with a traceback) as a config error."""
+    value = _devices(devices)
+    if value == "?":
+        raise ConfigError("trainer.devices", f"{short_repr(devices)} is not a number of devices", fix=DEVICES_FIX)
+    if value == 0 or value == []:
+        raise ConfigError("trainer.devices", f"{short_repr(devices)} asks for no device: a run trains on at least one",
+                          fix=DEVICES_FIX)
+    if isinstance(value, int) and value < -1 or isinstance(value, list) and any(i < 0 for i in value):
+        raise ConfigError("trainer.devices", f"{short_repr(devices)} is not a device count or a list of device indices "
+                          "(-1 alone means every GPU)", fix=DEVICES_FIX)
+    if accelerator == "cpu" and (value == -1 or isinstance(value, list)):
+        raise ConfigError("trainer.devices", f"{short_repr(devices)} names GPUs, but trainer.accelerator is cpu: on the "
+                          "CPU, devices is a number of processes", fix="set trainer.devices: 1 (or N processes), or auto")
+
+
+def check_accelerator(options: dict[str, Any]) -> None:
+    """Is the accelerator that ``trainer`` asks for on this machine? Checked before a Trainer
+    is built (``lightning.Trainer`` raises a ``MisconfigurationException`` traceback);
+    ``--dry-run`` only warns, since a config is often checked on a machine without the GPU
+    it will train on."""
+    import importlib.util
+
+    import torch
+
+    name = options.get("accelerator", "auto")
+    if not isinstance(name, str):
+        return
+    cuda = torch.cuda.is_available()
+    mps = torch.backends.mps.is_available()
+    fix = ("set trainer.accelerator: cpu, or auto (a GPU when there is one, else the CPU); to train on a GPU, "
+           "run on a machine that has one")
+    build = f"torch {torch.__version__}" + (", a build without CUDA" if torch.version.cuda is None else "")
+    if name in ("gpu", "cuda") and not cuda and not (name == "gpu" and mps):
+        raise ConfigError("trainer.accelerator", f"'{name}' asks for a GPU, but there is none here: "
+                          f"torch.cuda.is_available() is False ({build})", fix=fix)
+    if name == "mps" and not mps:
+        raise ConfigError("trainer.accelerator", "'mps' asks for an Apple GPU, but there is none here: "
+                          f"torch.backends.mps.is_available() is False ({build})", fix=fix)
+    if name == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        raise ConfigError("trainer.accelerator", "'tpu' needs torch_xla, which is not installed",
+                          fix="pip install torch_xla on a TPU machine, or set trainer.accelerator: cpu or auto")
+    devices = _devices(options.get("devices", "auto"))
+    if name == "auto" and not (cuda or mps) and (devices == -1 or isinstance(devices, list)):
+        raise ConfigError("trainer.devices", f"{short_repr(options['devices'])} names GPUs, but there is none here "
+                          "(trainer.accelerator auto trains on the CPU, where devices is a number of processes)",
+                          fix="set trainer.devices: 1 (or N processes) or auto; or set trainer.accelerator: gpu "
+                              "and run on a machine with a GPU")

@@ -9,11 +9,14 @@ Run directory ``output_dir/<name>/``: ``config.yaml`` (resolved), ``plugins.json
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig, to_yaml
+from core.durable import RunLock
 from core.errors import ConfigError
 from core.kinds import InOrder
 from core.experiment import Sweep, run_sweep
@@ -27,10 +30,18 @@ def run_dir_of(config: RunConfig) -> Path:
     return Path(config.output_dir) / config.name
 
 
+HELD: dict[Path, RunLock] = {}  # the run directories this process trains in (a sweep: several)
+
+
 def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> Path:
     """Create (or check) the run directory; never silently mix two runs in one."""
     run_dir = run_dir_of(config)
     last = run_dir / "checkpoints" / "last.ckpt"
+    # before anything is read or deleted, held until the process ends; the other ranks of a
+    # DDP run (launched by Lightning, torchrun or SLURM) run under the first one's lock
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    if run_dir.resolve() not in HELD and all(os.environ.get(name, "0") == "0" for name in ranks):
+        HELD[run_dir.resolve()] = RunLock(run_dir).acquire()
     if resume:
         if not last.is_file():
             raise ConfigError(
@@ -103,7 +114,8 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from core.callbacks import EpochSummary, LogHyperparams, ResumeHint, SamplerClock
+    from core.callbacks import EpochSummary, FlushLogs, LogHyperparams
+    from core.durable import GracefulStop, RandomState
     from core.progress import IntervalProgressBar
 
     config = resolved.config
@@ -114,10 +126,16 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
         monitor=chosen.monitor or module.monitor, mode=chosen.mode, save_top_k=chosen.save_top_k,
         enable_version_counter=False, auto_insert_metric_name=False,
     )
-    # rewritten at the end of every epoch: what --resume continues from
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    # rewritten at the end of every epoch (and every N steps or minutes if asked): what --resume continues from
+    last = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)]
+    if chosen.every_n_train_steps or chosen.every_n_minutes:
+        last.append(ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
+            every_n_train_steps=chosen.every_n_train_steps,
+            train_time_interval=timedelta(minutes=chosen.every_n_minutes) if chosen.every_n_minutes else None))
     loggers = [checked.build(run_dir) for checked in resolved.loggers]
-    callbacks = [best, last, ResumeHint(), SamplerClock([d.sampler for d in datamodule.datasets]), EpochSummary(),
+    callbacks = [best, *last, FlushLogs(), GracefulStop(run_dir / "checkpoints" / "last.ckpt"), RandomState(),
+                 EpochSummary(),
                  LogHyperparams(run_hparams(resolved)), *(checked.build() for checked in resolved.callbacks),
                  *extra_callbacks]
     if config.trainer.get("enable_progress_bar", True):
@@ -154,8 +172,17 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         # last.ckpt is written at the end of epoch `epoch`; rows of later epochs are redone
         truncate_after(run_dir, torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
     # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from core.durable import GracefulStop
+
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None, weights_only=True)
+    except SIGTERMException:
+        stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
+        if stop.stopped is None:
+            raise
+        raise stop.stopped from None
     except RuntimeError as exc:
         if resume and "size mismatch" in str(exc):
             raise _mismatch(exc, last_ckpt) from None
@@ -190,7 +217,17 @@ def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str)
 
 def _trainer_options(options: dict[str, Any], datasets: int) -> dict[str, Any]:
     """``strategy: ddp`` with several datasets: each batch uses one dataset's readout, so the
-    others' parameters get no gradient that step and DDP must be told to look for them."""
+    others' parameters get no gradient that step and DDP must be told to look for them.
+    Checkpoints are written atomically (unless the run brings its own checkpoint IO)."""
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    from core.durable import AtomicCheckpointIO
+
+    plugins = options.get("plugins") or []
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    options = {**options, "plugins": plugins}
     if datasets > 1 and options.get("strategy") == "ddp":
         return {**options, "strategy": "ddp_find_unused_parameters_true"}
     return options

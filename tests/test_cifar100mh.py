@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import DataError
+from plugins.cifar100mh.cifar100 import Cifar100
 from plugins.cifar100mh.format import Cifar100MH
 from plugins.cifar100mh.tool import Cifar100MHTool
 from plugins.digits.format import Digits
@@ -218,3 +220,70 @@ def test_multi_head_training_from_the_shipped_config(tmp_path):
     missing = run_cli("core-train", "--config", "configs/cifar100mh.yaml", "--dry-run", "--set",
                       f"data.format.cifar100mh.root={tmp_path / 'nowhere'}")
     assert missing.returncode == 2 and "no such dataset folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_protocol_5_pickle_of_numpy_arrays_reads_like_protocol_2(dataset):
+    """NumPy pickles arrays under protocol 5 through numpy._core.numeric._frombuffer (bytes to an array)."""
+    reference = Cifar100MH(str(dataset)).open("test").fields
+    data = np.array([list(sample(i)[1]) for i in range(20, 26)], dtype=np.uint8)
+    labels = np.array([[2, 0, sample(i)[0][0], 1, sample(i)[0][1]] for i in range(20, 26)], dtype=np.uint8)
+    blob = pickle.dumps({"data": data, "labels": labels}, protocol=5)
+    assert b"_frombuffer" in blob
+    (dataset / "test_batch").write_bytes(blob)
+    assert Cifar100MHTool().validate(dataset) == []
+    test = Cifar100MH(str(dataset)).open("test").fields
+    for key, value in reference.items():
+        np.testing.assert_array_equal(test[key], value)
+
+
+@pytest.mark.parametrize("pixels, expected", [
+    (lambda d: d.astype(np.float32) / 255, r"'data' is float32 with values from 0.0 to 1.0, not uint8: a cast would "
+                                           r"change the values \(a float in \[0, 1\] becomes 0\); write data as a uint8 array"),
+    (lambda d: d.astype(np.int64) + 45, r"'data' is int64 with values from 45 to 300, outside 0..255; write data as a "
+                                        r"uint8 array \(pixels are bytes, 0 to 255\)"),
+])
+def test_pixels_that_are_not_uint8_are_refused_not_cast(dataset, pixels, expected):
+    data = np.array([list(sample(i)[1]) for i in range(20, 26)], dtype=np.uint8)
+    data[0, 0] = 255
+    labels = np.array([[2, 0, sample(i)[0][0], 1, sample(i)[0][1]] for i in range(20, 26)], dtype=np.uint8)
+    with open(dataset / "test_batch", "wb") as handle:
+        pickle.dump({"data": pixels(data), "labels": labels}, handle, protocol=5)
+    problems = Cifar100MHTool().validate(dataset)
+    assert len(problems) == 1 and re.search(r"test_batch: " + expected, problems[0]), problems
+    with pytest.raises(DataError, match=expected):
+        Cifar100MH(str(dataset)).open("test")
+    int_pixels = data.astype(np.int64)  # integers within 0..255 are pixels whatever their dtype
+    with open(dataset / "test_batch", "wb") as handle:
+        pickle.dump({"data": int_pixels, "labels": labels}, handle, protocol=5)
+    assert Cifar100MHTool().validate(dataset) == []
+
+
+def test_cifar100_refuses_float_pixels_and_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name, data, fine in (("train", np.full((10, 3072), 0.5), list(range(10))),
+                             ("test", np.zeros((4, 3072), np.uint8), [1.5, 2.0, 3.0, 4.0])):
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"data": data, "fine_labels": fine, "coarse_labels": [0] * len(fine)}, handle, protocol=5)
+    with pytest.raises(DataError, match=r"train: 'data' is float64 with values from 0.5 to 0.5, not uint8"):
+        Cifar100(str(folder)).meta()
+    with open(folder / "train", "wb") as handle:
+        pickle.dump({"data": np.zeros((10, 3072), np.uint8), "fine_labels": list(range(10)), "coarse_labels": [0] * 10},
+                    handle, protocol=5)
+    with pytest.raises(DataError, match=r"test: 'fine_labels' is float64, not integer labels"):
+        Cifar100(str(folder)).meta()
+
+
+def test_a_split_without_samples_is_an_error(dataset):
+    write_info(dataset, 20, 0)
+    minimal_binary(dataset / "test_batch", [])
+    problems = Cifar100MHTool().validate(dataset)
+    assert any("test_batch: no records; a run needs at least one test record" in p for p in problems), problems
+    with pytest.raises(DataError, match="the test split holds no sample"):
+        Cifar100MH(str(dataset)).meta()
+    write_info(dataset, 20, 6)
+    minimal_pickle(dataset / "test_batch", range(20, 26))
+    with pytest.raises(DataError, match=r"the val split holds no sample \(20 training records x val_fraction 0.01 rounds "
+                                        r"to 0\); raise val_fraction, or set it to 0"):
+        Cifar100MH(str(dataset), val_fraction=0.01).meta()
+    assert Cifar100MH(str(dataset), val_fraction=0.0).meta().split_sizes == {"train": 20, "val": 0, "test": 6}

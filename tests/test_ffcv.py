@@ -139,3 +139,49 @@ def test_without_ffcv_the_plugin_is_unavailable_with_the_install_command():
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "no format named 'ffcv'" in run.stderr and "plugin 'ffcv' (core-train 0.1.0) is unavailable" in run.stderr
     assert "apt-get install pkg-config libopencv-dev libturbojpeg0-dev" in run.stderr
+
+
+def test_a_beton_missing_its_last_bytes_fails_validate_and_the_format(beton, tmp_path):
+    """FFCV reads its allocation table to the end of the file, whole entries only: a cut file used to
+    pass validate and train on garbage for its last samples."""
+    from plugins.ffcv.tool import FFCVTool
+
+    path, _, _ = beton
+    assert FFCVTool().validate(path) == []
+    cut = tmp_path / "cut100.beton"
+    for cut_bytes, message in ((100, r"cut100.beton: truncated: the file ends inside entry \d+ of its allocation table "
+                                     r"\(\d+ of its 24 bytes\)"),
+                               (48, r"cut100.beton: truncated: its allocation table locates the data of 39 of 40 samples")):
+        cut.write_bytes(path.read_bytes()[:-cut_bytes])
+        problems = FFCVTool().validate(cut)
+        assert len(problems) == 1 and re.search(message, problems[0]), problems
+        assert "copy it again or rewrite it with core-data convert --to ffcv" in problems[0]
+        with pytest.raises(DataError, match=message):
+            FFCVFormat(str(cut), val_path=str(path), test_path=str(path)).meta()
+
+
+def test_validate_finds_non_finite_responses_in_a_beton(tmp_path):
+    from ffcv.fields import FloatField, NDArrayField, RGBImageField
+    from ffcv.writer import DatasetWriter
+
+    from plugins.ffcv.tool import FFCVTool
+
+    responses = np.ones((12, 3), np.float32)
+    responses[9, 1] = np.nan
+    weights = np.ones(12)
+    weights[4] = np.inf
+
+    class Samples:
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            return np.zeros((8, 8, 3), np.uint8), weights[i], responses[i]
+
+    path = tmp_path / "nan.beton"
+    fields = {"image": RGBImageField(write_mode="raw"), "weight": FloatField(),
+              "responses": NDArrayField(dtype=np.dtype("float32"), shape=(3,))}
+    DatasetWriter(str(path), fields, num_workers=1).from_indexed_dataset(Samples())
+    problems = FFCVTool().validate(path)
+    assert any("nan.beton: sample 4: weight = inf (1 non-finite value(s))" in p for p in problems), problems
+    assert any("nan.beton: sample 9: responses holds a non-finite value (nan)" in p for p in problems), problems

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from core import DataError
 from core.data import DiskBatches
+from plugins.digits.format import Digits
 from plugins.hdf5.format import HDF5Sessions
 from plugins.hdf5.reader import HandlePool, SessionRows, default_cache_bytes, spans
 from plugins.hdf5.session import read_info
@@ -219,3 +221,100 @@ def test_split_values_other_than_0_1_2_are_an_error(tmp_path):
         f["split"] = np.array([0, 1, 2, 3], dtype=np.uint8)
     with pytest.raises(DataError, match=r"a.h5: split holds .*3.*; use 0 \(train\), 1 \(val\) or 2 \(test\)"):
         HDF5Sessions(str(tmp_path / "a.h5")).meta()
+
+
+def session_with(path, **datasets):
+    """A 20-trial session from write_session with some datasets replaced (attributes: ``attrs``)."""
+    write_session(path, n=20)
+    with h5py.File(path, "a") as f:
+        for key, value in datasets.pop("attrs", {}).items():
+            f.attrs[key] = value
+        for name, value in datasets.items():
+            del f[name]
+            f[name] = value
+    return path
+
+
+def bad_values(n=20):
+    responses = np.ones((n, 4), np.float32)
+    responses[7, 2] = np.nan
+    contrast = np.full(n, 0.5, np.float32)
+    contrast[3] = -0.25
+    return {
+        "label past label_classes": ({"label": np.arange(n) % 4, "attrs": {"label_classes": 3}},
+                                     r"label holds 3 at trial 3, outside \[0, 3\) \(label_classes = 3\); set label_classes "
+                                     r"above the largest label, or fix the labels"),
+        "negative label": ({"label": np.arange(n) - 1}, r"label holds -1 at trial 0; labels are class indices from 0"),
+        "NaN responses": ({"responses": responses}, r"responses holds nan at trial 7 \(1 such trial\(s\) in trials 0..19\); "
+                                                    r"responses must be finite numbers"),
+        "negative contrast": ({"contrast": contrast}, r"contrast holds -0.25 at trial 3, outside \[0, 1\]"),
+        "NaN contrast": ({"contrast": np.where(np.arange(n) == 5, np.nan, 0.5).astype(np.float32)},
+                         r"contrast holds nan at trial 5"),
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_values()))
+def test_values_training_would_choke_on_are_refused_at_open_and_by_validate(tmp_path, case):
+    datasets, message = bad_values()[case]
+    path = session_with(tmp_path / "s.h5", **datasets)
+    fmt = HDF5Sessions(str(path), mode="lazy")
+    fmt.meta()  # headers only: the dry run stays cheap
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))}: {message}"):
+        fmt.open("train")
+    problems = HDF5Tool().validate(path)
+    assert len(problems) == 1 and re.search(message, problems[0]) and str(path) in problems[0], problems
+
+
+def test_labels_are_checked_against_the_dataset_s_classes_across_sessions(tmp_path):
+    session_with(tmp_path / "a.h5", label=np.arange(20) % 3, attrs={"label_classes": 3})
+    session_with(tmp_path / "b.h5", label=np.arange(20) % 5)  # no label_classes: the dataset has 3 classes
+    fmt = HDF5Sessions(str(tmp_path / "*.h5"), mode="memory")
+    assert fmt.meta().heads == {"label": 3}
+    with pytest.raises(DataError, match=r"b.h5: label holds 3 at trial 3, outside \[0, 3\)"):
+        fmt.open("train")
+    assert HDF5Tool().validate(tmp_path) == []  # each file alone is valid (b.h5 declares no classes)
+
+
+def test_a_session_without_trials_and_an_empty_split_are_errors(tmp_path):
+    with h5py.File(tmp_path / "empty.h5", "w") as f:
+        f["stim"] = np.zeros((0, 4, 4), np.uint8)
+    message = r"empty.h5: the session holds no trial \(stim has shape \(0, 4, 4\)\)"
+    assert re.search(message, HDF5Tool().validate(tmp_path / "empty.h5")[0])
+    with pytest.raises(DataError, match=message):
+        HDF5Sessions(str(tmp_path / "empty.h5")).meta()
+    write_session(tmp_path / "small.h5", n=4)  # round(4 x 0.1) = 0 trials for val and for test
+    with pytest.raises(DataError, match=r"hdf5: the val split holds no trial \(1 session\(s\), 4 trials: .*small.h5\); "
+                                        r"raise val_fraction"):
+        HDF5Sessions(str(tmp_path / "small.h5")).meta()
+    sizes = HDF5Sessions(str(tmp_path / "small.h5"), val_fraction=0.0, test_fraction=0.5).meta().split_sizes
+    assert sizes == {"train": 2, "val": 0, "test": 2}  # val_fraction: 0 asks for no val split
+
+
+def test_a_damaged_gzip_chunk_names_the_file_and_trials_in_memory_mode(tmp_path):
+    path = tmp_path / "z.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("stim", data=rng.integers(0, 256, (64, 8, 8), dtype=np.uint8), chunks=(16, 8, 8), compression="gzip")
+        offset, size = f["stim"].id.get_chunk_info(2).byte_offset, f["stim"].id.get_chunk_info(2).size
+    data = bytearray(path.read_bytes())
+    data[offset + 10: offset + size - 10] = bytes(size - 20)
+    path.write_bytes(bytes(data))
+    fmt = HDF5Sessions(str(path), mode="memory", val_fraction=0.0, test_fraction=0.0)
+    storage = Uint8Storage()
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: stim trials 32..47 cannot be read \(.*\); the file is "
+                                        rf"damaged or truncated: core-data validate {re.escape(str(path))} lists every problem"):
+        storage.materialise(fmt.open("train"), [])
+    assert re.search(r"z.h5: stim trials 0..63 cannot be read", HDF5Tool().validate(path)[0])
+
+
+def test_make_sessions_with_bad_options_or_an_output_under_a_file_is_a_message(tmp_path):
+    done = run_cli("core-data", "make-sessions", "--option", "sessions=0", tmp_path / "s")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: config error at --option sessions: make-sessions: sessions must be at least 1, not 0" in done.stderr
+    assert "fix: e.g. --option sessions=4 (the default)" in done.stderr
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=rf"cannot write sessions to {re.escape(str(tmp_path))}/file/out: "
+                                        rf"{re.escape(str(tmp_path))}/file is a file, not a folder"):
+        HDF5Tool().make_sessions(tmp_path / "file" / "out", sessions=1, trials=10, size=8, neurons=2)
+    with pytest.raises(DataError, match="cannot write the session to .*file/x: .*file is a file, not a folder"):
+        HDF5Tool().write(Digits(), tmp_path / "file" / "x" / "d.h5")

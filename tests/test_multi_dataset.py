@@ -211,14 +211,18 @@ def test_shared_core_readout_refuses_an_even_kernel_and_dotted_names():
         SharedCoreReadout(meta, {"m1.s0": meta})
 
 
-def test_the_sampler_clock_sets_the_restored_step_before_the_first_epoch():
-    from types import SimpleNamespace
-
-    from core.callbacks import SamplerClock
+def test_the_epochs_order_is_drawn_at_its_first_step_and_a_restored_epoch_skips_what_ran():
+    from core.data import EpochPosition
 
     sampler = ContrastWeighted(ramp_steps=100)
-    SamplerClock([sampler]).on_train_start(SimpleNamespace(global_step=60), None)
-    assert sampler.step == 60
+    sampler.bind({"contrast": np.linspace(0.1, 1, 40)})
+    position = EpochPosition()
+    order = IndexBatches(sampler, 40, 8, True, 0, lambda: 3, lambda: (0, 1), position=position, step=lambda: 60)
+    full = [b.tolist() for b in order]
+    assert sampler.step == 60 and len(full) == 5 and (position.epoch, position.start_step) == (3, 60)
+    position.restored = {"epoch": 3, "start_step": 60, "done": 2}  # a checkpoint taken after 2 batches
+    order.step = lambda: 62  # the restored global step: the order is still drawn at the epoch's first
+    assert [b.tolist() for b in order] == full[2:] and sampler.step == 60
 
 
 def test_max_datasets_needs_several_and_a_one_dataset_model_is_refused(tmp_path):

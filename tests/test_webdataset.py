@@ -284,8 +284,8 @@ def test_a_truncated_shard_raises_or_is_skipped_and_counted(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="core"):
         labels = column(read_epoch(skipping), "label")
     assert 20 < len(labels) < 30  # the other shards, and the cut shard's samples before the cut
-    assert re.search(r"webdataset: skipped the rest of 1 truncated or corrupt shard\(s\) of the train split in epoch 0 "
-                     r"\(rank 0, worker 0\); the first: shard .*train-000001.tar is truncated", caplog.text)
+    assert re.search(r"webdataset: skipped the rest of 1 truncated or corrupt shard\(s\) of the train split in epoch 0; "
+                     r"the first: shard .*train-000001.tar is truncated", caplog.text)
 
 
 def test_a_sample_without_stim_raises_or_is_skipped_and_counted(tmp_path, caplog):
@@ -300,7 +300,7 @@ def test_a_sample_without_stim_raises_or_is_skipped_and_counted(tmp_path, caplog
     skipping = WebDatasetFormat(urls, val_urls=urls, test_urls=urls, num_classes=4, handler="warn_and_continue")
     with caplog.at_level(logging.WARNING, logger="core"):
         assert len(column(read_epoch(skipping), "label")) == 19
-    assert "skipped 1 bad sample(s) of the train split in epoch 0 (rank 0, worker 0); the first: shard" in caplog.text
+    assert "skipped 1 bad sample(s) of the train split in epoch 0; the first: shard" in caplog.text
 
 
 def test_option_errors_name_the_option():
@@ -384,3 +384,114 @@ def test_without_webdataset_the_plugin_is_unavailable_with_the_install_command()
                              capture_output=True, text=True, cwd=ROOT)
     row = next(r for r in json.loads(listing.stdout) if r["plugin"] == "webdataset")
     assert row["status"] == "unavailable" and "pip install 'core-train[webdataset]'" in row["error"]
+
+
+def test_pipe_urls_are_refused_unless_allowed_and_never_run_to_read_the_metadata(tmp_path, write_config):
+    folder = tmp_path / "wds"
+    WebDatasetTool().write(Digits(), folder, shard_size=600)
+    marker = tmp_path / "RAN"
+    shard = folder / "train-000000.tar"
+    pipe = f"pipe:touch {marker} && cat {shard}"
+    registry = Registry()
+    registry.add(plugins.webdataset)
+    for option in ("urls", "val_urls"):
+        options = {"urls": str(shard), "val_urls": str(shard), "test_urls": str(shard), option: pipe}
+        with pytest.raises(ConfigError) as refused:
+            check(registry, "format", {"webdataset": options}, "data.format").build()
+        assert str(refused.value).startswith(f"config error at data.format.webdataset.{option}: 'pipe:touch ")
+        assert "is a pipe: URL, which runs that shell command; a config runs commands only with the format option " \
+               "allow_pipe: true (off by default)\n  fix: set allow_pipe: true" in str(refused.value)
+    with pytest.raises(ConfigError, match="' PIPE:echo' is a pipe: URL"):  # as webdataset's gopen parses it
+        WebDatasetFormat(" PIPE:echo", val_urls=str(shard), test_urls=str(shard))
+    allowed = WebDatasetFormat(pipe, val_urls=str(shard), test_urls=str(shard), allow_pipe=True)
+    with pytest.raises(DataError, match=r"webdataset: the training shards are named by pipe: commands .* which are run "
+                                        r"only to train, never to read the metadata .*\n  fix: copy the dataset's "
+                                        r"dataset_info.json .* and name it with the format option sidecar: PATH"):
+        allowed.meta()
+    assert not marker.exists()
+    config = write_config(f"""
+        name: piped
+        output_dir: OUTPUT_DIR
+        data:
+          format: {{webdataset: {{urls: "{pipe}", val_urls: {shard}, test_urls: {shard}, allow_pipe: true,
+                                 sidecar: {folder / 'dataset_info.json'}}}}}
+          storage: uint8
+          transforms: [pixelnorm]
+        model: {{simple_cnn: {{conv1: 4, conv2: 4, fc_hidden: 8}}}}
+        trainer: {{max_epochs: 1, accelerator: cpu}}
+    """)
+    done = run_cli("core-train", "--config", config, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()  # the dry run read the local sidecar, and ran nothing
+    piped = WebDatasetFormat(pipe, val_urls=str(shard), test_urls=str(shard), allow_pipe=True,
+                             sidecar=str(folder / "dataset_info.json"))
+    assert len(column(read_epoch(piped), "digit")) == 600 and marker.exists()  # reading runs it: allowed
+
+
+def test_skipped_samples_are_reported_once_per_split_and_epoch_with_their_counts(tmp_path, caplog):
+    samples = session_samples((8, 8), n=40)[0]
+    urls = write_shards(tmp_path, "train", samples, per_shard=10, drop={3: "stim.npy", 25: "cls"})
+    fmt = WebDatasetFormat(urls, val_urls=urls, test_urls=urls, num_classes=4, handler="warn_and_continue")
+    stream = fmt.open("train").batches(batch_size=5, train=True, seed=0, epoch=lambda: 2, rank=0, world_size=1,
+                                       num_workers=2)
+    with caplog.at_level(logging.WARNING, logger="core"):
+        assert len(column(list(stream), "label")) == 35  # 38 good samples, batches of 5, the incomplete one dropped
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # one for the split, not one per worker
+    assert warnings[0].startswith("webdataset: skipped 2 bad sample(s) of the train split in epoch 2; the first: shard ")
+    assert stream.skipped == {"samples": 2, "shards": 0}
+    with pytest.raises(TypeError, match="warn_and_continue a bad sample shortens the epoch"):
+        len(stream)  # so that Lightning validates when the epoch ends, however many batches it had
+
+
+def test_a_split_that_yields_no_batch_is_an_error_naming_it_and_its_shards(tmp_path):
+    samples = session_samples((8, 8), n=20)[0]
+    urls = write_shards(tmp_path, "train", samples, per_shard=10)
+    val = write_shards(tmp_path, "val", samples, per_shard=10)
+    for shard in sorted(tmp_path.glob("val-*.tar")):
+        shard.write_bytes(shard.read_bytes()[:2000])  # cut inside the first sample
+    fmt = WebDatasetFormat(urls, val_urls=val, test_urls=urls, num_classes=4, handler="warn_and_continue")
+    with pytest.raises(DataError, match=r"webdataset: the val split in epoch 0 gave no batch: every sample read was "
+                                        r"skipped as bad \(the rest of 2 truncated or corrupt shard\(s\); the first: shard "
+                                        r".*\); shards: .*val-000000.tar, .*val-000001.tar\n  fix: "):
+        read_epoch(fmt, "val", num_workers=2)
+    few = write_shards(tmp_path / "few", "train", samples[:3], per_shard=10)
+    fmt = WebDatasetFormat(few, val_urls=few, test_urls=few, num_classes=4)
+    with pytest.raises(DataError, match=r"the train split in epoch 0 gave no batch: it read 3 sample\(s\), fewer than one "
+                                        r"batch of 5, and training drops an incomplete batch"):
+        read_epoch(fmt, train=True)
+
+
+def test_non_finite_fields_and_contrast_out_of_range_are_bad_samples(tmp_path):
+    samples = session_samples((8, 8), n=10)[0]
+    samples[2]["responses.npy"] = np.full(NEURONS, np.nan, np.float32)
+    samples[6]["contrast.npy"] = np.asarray(1.5, np.float32)
+    urls = write_shards(tmp_path, "train", samples, per_shard=10)
+    fmt = WebDatasetFormat(urls, val_urls=urls, test_urls=urls, num_classes=4)
+    with pytest.raises(DataError, match=r"sample '000002': responses.npy holds nan; responses must be finite numbers"):
+        read_epoch(fmt)
+    problems = WebDatasetTool().validate(tmp_path / "train-000000.tar")
+    assert any("sample '000006': contrast.npy holds 1.5, outside [0, 1]" in p for p in problems), problems
+
+
+def test_a_truncated_training_shard_with_warn_and_continue_still_validates(tmp_path, write_config):
+    folder = tmp_path / "wds"
+    WebDatasetTool().write(Digits(), folder, shard_size=300)
+    cut = folder / "train-000001.tar"
+    cut.write_bytes(cut.read_bytes()[:20000])
+    config = write_config(f"""
+        name: cut
+        output_dir: OUTPUT_DIR
+        data:
+          format: {{webdataset: {{urls: {folder}, handler: warn_and_continue, shuffle_buffer: 100}}}}
+          storage: uint8
+          transforms: [pixelnorm]
+          batch_size: 64
+        model: {{simple_cnn: {{conv1: 4, conv2: 4, fc_hidden: 8}}}}
+        trainer: {{max_epochs: 1, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false}}
+    """)
+    done = run_cli("core-train", "--config", config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "webdataset: skipped the rest of 1 truncated or corrupt shard(s) of the train split in epoch 0" in done.stderr
+    assert (tmp_path / "runs" / "cut" / "checkpoints" / "best.ckpt").is_file()  # validation ran
+    assert "val/" in (tmp_path / "runs" / "cut" / "metrics.csv").read_text()

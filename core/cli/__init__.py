@@ -14,6 +14,7 @@ from collections.abc import Callable
 def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Run a console script: a :class:`core.CoreError` prints ``error: ...`` and exits 2; the
     filters of :func:`core.terminal.quiet_terminal` hold while it runs."""
+    from core.durable import Stopped
     from core.errors import CoreError
     from core.terminal import quiet_terminal
 
@@ -29,6 +30,9 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
         try:
             with quiet_terminal():
                 return main(argv)
+        except Stopped as exc:  # SIGTERM / SIGINT while training: a checkpoint was saved
+            print(str(exc), file=sys.stderr)
+            return exc.exit_status
         except CoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

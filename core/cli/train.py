@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from core.registry import Registry
-    from core.resolve import resolve
+    from core.resolve import check_accelerator, resolve
 
     plugins = config.plugins
     registry = Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require)
@@ -85,18 +85,28 @@ def main(argv: list[str] | None = None) -> int:
         from core.report import print_dry_run
 
         print_dry_run(resolved)
+        try:  # the machine a config is checked on often lacks the GPU it will train on: a warning only
+            check_accelerator(config.trainer)
+        except ConfigError as exc:
+            import logging
+
+            logging.getLogger("core").warning("%s\n  (a run on this machine stops with this error)", exc)
         return 0
 
     from core.memory import check_fits
     from core.report import print_run_summary, print_test_results
     from core.run import experiment_only, fit_and_test, prepare_run_dir, run_dir_of
 
+    check_accelerator(config.trainer)
     check_fits(resolved.memory)
     if args.experiment_only:
         print_test_results(experiment_only(resolved, sweep, args.checkpoint), run_dir_of(config))
         return 0
     if args.command in ("validate", "test", "predict"):
         return _evaluate(args, resolved, run_dir_of(config))
+    from core.paths import check_output_dir
+
+    check_output_dir(config)
     run_dir = prepare_run_dir(config, resume=args.resume, overwrite=args.overwrite)
     results = fit_and_test(resolved, run_dir, resume=args.resume, sweep=sweep, test=args.command != "fit")
     print_run_summary(results, run_dir)
@@ -109,14 +119,16 @@ def _sweep(args: argparse.Namespace, config: object) -> int:
 
     from core.config import load_config
     from core.memory import check_fits
+    from core.paths import check_output_dir
     from core.registry import Registry
-    from core.resolve import resolve
+    from core.resolve import check_accelerator, resolve
     from core.run import fit_and_test, prepare_run_dir
     from core.sweep import combinations, parse_grid, run_sweep_grid
 
     axes = parse_grid(args.grid)
     for values in combinations(axes):
-        load_config(args.config, args.overrides + [f"{k}={v}" for k, v in values.items()])
+        check_accelerator(load_config(args.config, args.overrides + [f"{k}={v}" for k, v in values.items()]).trainer)
+    check_output_dir(config.model_copy(update={"name": f"{config.name}-sweep"}))  # the sweep's folder
 
     def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
         run = load_config(args.config, args.overrides + overrides)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from core import DataError, DataFormat, DatasetMeta, Split
-from plugins.cifar100mh.format import holdout
-from plugins.cifar100mh.records import safe_unpickle
+from plugins.cifar100mh.format import holdout, require_samples
+from plugins.cifar100mh.records import as_labels, as_uint8, safe_unpickle
 from plugins.cifar100mh.spec import IMAGE_SHAPE, PIXELS
 
 HEADS = {"coarse": ("coarse_labels", 20), "fine": ("fine_labels", 100)}
@@ -36,6 +36,7 @@ class Cifar100(DataFormat):
         n_train = len(self._file("train")["data"])
         n_val = round(n_train * self.val_fraction)
         sizes = {"train": n_train - n_val, "val": n_val, "test": len(self._file("test")["data"])}
+        require_samples(self.root, sizes, n_train, self.val_fraction)
         return DatasetMeta("cifar100", IMAGE_SHAPE, {head: n for head, (_, n) in HEADS.items()}, sizes)
 
     def open(self, split: str) -> Split:
@@ -56,12 +57,12 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     missing = [k for k in ("data", "coarse_labels", "fine_labels") if k not in obj]
     if missing:
         raise DataError(f"{path}: lacks {missing}; is this CIFAR-100's Python version?")
-    data = np.asarray(obj["data"], dtype=np.uint8)
+    data = as_uint8(path, "data", obj["data"], "pixels")
     if data.ndim != 2 or data.shape[1] != PIXELS:
         raise DataError(f"{path}: 'data' has shape {data.shape}, expected (n, {PIXELS})")
     out = {"data": data}
     for head, (key, classes) in HEADS.items():
-        labels = np.asarray(obj[key], dtype=np.int64)
+        labels = as_labels(path, key, obj[key])
         if labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() < classes):
             raise DataError(f"{path}: '{key}' must hold {len(data)} labels in [0, {classes})")
         out[key] = labels

@@ -28,6 +28,20 @@ def holdout(n: int, fraction: float, seed: int) -> dict[str, np.ndarray]:
     return {"train": np.sort(order[n_val:]), "val": np.sort(order[:n_val])}
 
 
+def require_samples(root: Path, sizes: dict[str, int], n_train: int, val_fraction: float) -> None:
+    """Every split a run uses holds a sample: train and test always, val unless ``val_fraction`` is 0
+    (an empty split would train on nothing, or skip validation or testing without a word)."""
+    if sizes["test"] == 0:
+        raise DataError(f"{root}: the test split holds no sample (the test file has no records); a run tests on it: "
+                        "write test records")
+    if sizes["val"] == 0 and val_fraction > 0:
+        raise DataError(f"{root}: the val split holds no sample ({n_train} training records x val_fraction "
+                        f"{val_fraction} rounds to 0); raise val_fraction, or set it to 0 to train without validation")
+    if sizes["train"] == 0:
+        raise DataError(f"{root}: the train split holds no sample ({n_train} training records, {sizes['val']} of them "
+                        "held out for val); write training records, or lower val_fraction")
+
+
 class Cifar100MH(DataFormat):
     def __init__(self, root: str, val_fraction: float = 0.1, split_seed: int = 0) -> None:
         if not 0 <= val_fraction < 1:
@@ -42,11 +56,13 @@ class Cifar100MH(DataFormat):
     def meta(self) -> DatasetMeta:
         info = self.info
         n_val = round(info.train_samples * self.val_fraction)
+        sizes = {"train": info.train_samples - n_val, "val": n_val, "test": info.test_samples}
+        require_samples(self.root, sizes, info.train_samples, self.val_fraction)
         return DatasetMeta(
             name=info.dataset_name,
             stim_shape=IMAGE_SHAPE,
             heads=info.heads,
-            split_sizes={"train": info.train_samples - n_val, "val": n_val, "test": info.test_samples},
+            split_sizes=sizes,
             extra={"parameter_mappings": {k: v.model_dump() for k, v in info.parameter_mappings.items()}},
         )
 

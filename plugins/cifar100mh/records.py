@@ -32,6 +32,10 @@ _ADMITTED = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    # protocol 5 (pickle.dump(..., protocol=5) of an array): np.frombuffer(bytes, dtype).reshape(shape);
+    # it builds an array from the pickle's own bytes and runs no code (object arrays cannot be built from bytes)
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"),  # the same, pickled by NumPy 1.x
     ("_codecs", "encode"),  # Python 2 pickles (CIFAR's own) store byte strings through it
 }
 
@@ -129,16 +133,48 @@ def _from_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [key for key in ("data", "labels") if key not in obj]
     if missing:
         raise DataError(f"{path}: the pickle's dict lacks {missing} (it has {sorted(map(str, obj))})")
-    try:
-        data = np.asarray(obj["data"], dtype=np.uint8)
-        labels = np.asarray(obj["labels"], dtype=np.uint8)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise DataError(f"{path}: 'data' and 'labels' must be uint8 arrays: {exc}") from None
+    data = as_uint8(path, "data", obj["data"], "pixels")
+    labels = as_uint8(path, "labels", obj["labels"], "label structures")
     if data.ndim != 2 or data.shape[1] != PIXELS:
         raise DataError(f"{path}: 'data' has shape {data.shape}, expected (n, {PIXELS})")
     if labels.ndim != 2 or len(labels) != len(data):
         raise DataError(f"{path}: 'labels' has shape {labels.shape}, expected ({len(data)}, 1 + 2N)")
     return labels, data
+
+
+def as_uint8(path: Path, key: str, value: Any, what: str) -> np.ndarray:
+    """``value`` as uint8 when it is uint8 already or integers in 0..255; anything else (floats,
+    integers out of range, objects) is refused: a cast would silently change it (a float pixel
+    in [0, 1] becomes 0, 300 becomes 44)."""
+    array = _array(path, key, value)
+    if array.dtype == np.uint8 or array.size == 0:  # an empty list is float64 to NumPy
+        return array.astype(np.uint8, copy=False)
+    fix = f"write {key} as a uint8 array ({what} are bytes, 0 to 255)"
+    if array.dtype.kind in "iu":
+        if array.min() < 0 or array.max() > 255:
+            raise DataError(f"{path}: '{key}' is {array.dtype} with values from {array.min()} to {array.max()}, "
+                            f"outside 0..255; {fix}")
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        span = f" with values from {np.nanmin(array)} to {np.nanmax(array)}" if not np.isnan(array).all() else ""
+        raise DataError(f"{path}: '{key}' is {array.dtype}{span}, not uint8: a cast would change the values "
+                        f"(a float in [0, 1] becomes 0); {fix}, e.g. (x * 255).round().astype(numpy.uint8) for x in [0, 1]")
+    raise DataError(f"{path}: '{key}' is {array.dtype}, not uint8; {fix}")
+
+
+def as_labels(path: Path, key: str, value: Any) -> np.ndarray:
+    """Integer class labels as int64; floats (1.7 would become 1) and other kinds are refused."""
+    array = _array(path, key, value)
+    if array.dtype.kind not in "iu" and array.size:
+        raise DataError(f"{path}: '{key}' is {array.dtype}, not integer labels; write them as integers")
+    return array.astype(np.int64)
+
+
+def _array(path: Path, key: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged lists and the like
+        raise DataError(f"{path}: '{key}' is not an array: {exc}") from None
 
 
 def _check_labels(path: Path, labels: np.ndarray, info: DatasetInfo, problems: Problems) -> np.ndarray:

@@ -70,5 +70,8 @@ class Cifar100MHTool(DatasetTool):
             return [str(exc)]
         problems: list[str] = []
         for split, name in BATCH_FILES.items():
-            problems += read_batch(Path(path) / name, info, split)[1]
+            records, found = read_batch(Path(path) / name, info, split)
+            problems += found
+            if records is not None and not len(records.values) and not found:
+                problems.append(f"{Path(path) / name}: no records; a run needs at least one {split} record")
         return problems

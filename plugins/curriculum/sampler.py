@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from core import Sampler
+from core import DataError, Sampler
 
 
 class ContrastWeighted(Sampler):
@@ -34,7 +34,15 @@ class ContrastWeighted(Sampler):
         self.step = 0
 
     def bind(self, fields: dict[str, np.ndarray]) -> None:
-        self.contrast = np.maximum(np.asarray(fields["contrast"], dtype=np.float64).reshape(-1), self.min_contrast)
+        contrast = np.asarray(fields["contrast"], dtype=np.float64).reshape(-1)
+        bad = ~np.isfinite(contrast)
+        if bad.any():  # NaN weights would fail every draw (numpy: "probabilities contain NaN"), at every step
+            first = int(np.argmax(bad))
+            raise DataError(f"contrast_weighted: the training split's contrast holds {contrast[first]!s} at training sample "
+                            f"{first} ({int(bad.sum())} non-finite value(s) of {len(contrast)}); the sampler weights "
+                            "trials by contrast, so every value must be a finite number: fix or remove those trials "
+                            "(core-data validate names the file and trial), or use data.sampler: random")
+        self.contrast = np.maximum(contrast, self.min_contrast)
 
     def set_step(self, step: int) -> None:
         self.step = step

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core import SPLITS, DataError, DataFormat, DatasetTool, Split
-from plugins.ffcv.beton import SIDECAR, read_beton, read_sidecar
+from plugins.ffcv.beton import SIDECAR, Beton, read_beton, read_sidecar
 
 BETON = "{split}.beton"
 
@@ -103,4 +103,27 @@ class FFCVTool(DatasetTool):
                 bad = np.flatnonzero((values < 0) | (values >= classes))
                 for index in bad[:20]:
                     problems.append(f"{file}: sample {int(index)}: {head} = {int(values[index])} is outside [0, {classes})")
+            problems += _nonfinite(beton)
         return problems
+
+
+def _nonfinite(beton: Beton, rows: int = 4096) -> list[str]:
+    """Non-finite values of the float and floating NDArray fields (a NaN response trains to a NaN loss)."""
+    problems = []
+    for name, values in beton.float_values.items():
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            problems.append(f"{beton.path}: sample {int(bad[0])}: {name} = {values[bad[0]]!s} ({len(bad)} non-finite "
+                            f"value(s)); {name} must be finite numbers")
+    for name, (_, dtype) in beton.ndarray_data.items():
+        if dtype.kind not in "fc":
+            continue
+        for start in range(0, beton.num_samples, rows):
+            values = beton.ndarray_values(name, slice(start, start + rows))
+            bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+            if bad.any():
+                first = int(np.argmax(bad))
+                problems.append(f"{beton.path}: sample {start + first}: {name} holds a non-finite value "
+                                f"({values[first][~np.isfinite(values[first])].flat[0]!s}); {name} must be finite numbers")
+                break
+    return problems

@@ -20,7 +20,7 @@ import numpy as np
 
 from core import SPLITS, DataError, DataFormat, DatasetMeta, Split
 from plugins.hdf5.reader import HandlePool, Rows, SessionRows
-from plugins.hdf5.session import SPLIT_CODES, SessionInfo, expand_paths, open_file, read_info
+from plugins.hdf5.session import SPLIT_CODES, SessionInfo, check_values, expand_paths, open_file, read_blocks, read_info
 
 OPTIONAL = ("responses", "contrast", "label")
 DEFAULT_MAX_OPEN = 64
@@ -54,6 +54,7 @@ class HDF5Sessions(DataFormat):
         self.streams = mode == "lazy"
         self.fractions, self.split_seed = {"val": val_fraction, "test": test_fraction}, split_seed
         self.pool = HandlePool(max_open_files, rdcc_nbytes)
+        self._checked = False
 
     @cached_property
     def sessions(self) -> list[SessionInfo]:
@@ -110,25 +111,58 @@ class HDF5Sessions(DataFormat):
         highest = 0
         for info in self.sessions:
             with open_file(info.path) as f:
-                highest = max(highest, int(f["label"][()].max(initial=0)))
+                for _, block in read_blocks(f, info.path, "label"):
+                    highest = max(highest, int(block.max(initial=0)))
         return {first.head_name: highest + 1}
+
+    def _check_values(self) -> None:
+        """Read every session's labels, contrast and responses once (the first time a split opens)
+        and refuse what training would choke on: labels outside the head's classes, non-finite
+        responses or contrast, contrast outside [0, 1]. An IndexError or a NaN loss mid-training
+        would otherwise be the first sign."""
+        if self._checked:
+            return
+        classes = next(iter(self._heads().values()), None)
+        for info in self.sessions:
+            with open_file(info.path) as f:
+                for name in ("label", "contrast", "responses"):
+                    if name in info.sample_shapes:
+                        for start, block in read_blocks(f, info.path, name):
+                            check_values(info.path, name, start, block, classes)
+        self._checked = True
+
+    def _check_sizes(self, sizes: dict[str, int]) -> None:
+        """Every split a run uses holds a trial: train always; val and test unless their fraction is 0."""
+        for split in SPLITS:
+            if sizes[split] or (split != "train" and self.fractions[split] == 0):
+                continue
+            names = ", ".join(s.path for s in self.sessions[:3]) + (" ..." if len(self.sessions) > 3 else "")
+            total = sum(s.n for s in self.sessions)
+            fix = ("write more trials, or a split dataset that puts trials in it" if split == "train" else
+                   f"raise {split}_fraction (round(trials x {self.fractions[split]}) is 0 for these sessions), write a "
+                   f"split dataset that puts trials in it, or set {split}_fraction: 0 to run without a {split} split")
+            raise DataError(f"hdf5: the {split} split holds no trial ({len(self.sessions)} session(s), {total} trials: "
+                            f"{names}); {fix}")
 
     def meta(self) -> DatasetMeta:
         first = self.sessions[0]
         fields = {name: (first.sample_shapes[name], "float32") for name in ("responses", "contrast")
                   if name in first.sample_shapes}
         name = first.name if len(self.sessions) == 1 else f"{first.name}+{len(self.sessions) - 1}"
+        sizes = {split: len(rows) for split, (_, rows) in self.assignment.items()}
+        self._check_sizes(sizes)
         return DatasetMeta(
             name=name,
             stim_shape=first.sample_shapes["stim"],
             stim_axes=first.stim_axes,
             heads=self._heads(),
-            split_sizes={split: len(rows) for split, (_, rows) in self.assignment.items()},
+            split_sizes=sizes,
             fields=fields,
             extra={"sessions": [s.name for s in self.sessions]},
         )
 
     def open(self, split: str) -> Split | SessionRows:
+        self._check_values()
         files, rows = self.assignment[split]
         first = self.sessions[0]
         keys = {name: (first.head_name if name == "label" else name)

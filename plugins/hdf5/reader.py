@@ -18,8 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from core import DiskSplit
-from plugins.hdf5.session import SessionInfo, open_file
+from core import DataError, DiskSplit
+from plugins.hdf5.session import SessionInfo, open_file, unreadable
 
 MERGE_BYTES = 16 * 2**10  # read through a gap smaller than this rather than start another read
 CACHE_CHUNKS = 4  # default chunk cache: this many of the file's largest chunks
@@ -137,11 +137,20 @@ class SessionRows(DiskSplit):
     def _read_rows(data: h5py.Dataset, info: SessionInfo, name: str, wanted: np.ndarray) -> np.ndarray:
         row_bytes = max(1, int(np.prod(data.shape[1:])) * data.dtype.itemsize)
         starts, stops = spans(wanted, MERGE_BYTES // row_bytes, info.chunk_rows[name])
-        block = np.concatenate([data[a:b] for a, b in zip(starts.tolist(), stops.tolist())]) if len(starts) > 1 \
-            else data[int(starts[0]):int(stops[0])]
+        block = np.concatenate([_read(data, info, name, a, b) for a, b in zip(starts.tolist(), stops.tolist())]) \
+            if len(starts) > 1 else _read(data, info, name, int(starts[0]), int(stops[0]))
         offsets = np.cumsum(np.concatenate([[0], stops[:-1] - starts[:-1]]))
         span = np.searchsorted(starts, wanted, side="right") - 1
         return block[offsets[span] + wanted - starts[span]].reshape(len(wanted), *info.sample_shapes[name])
+
+
+def _read(data: h5py.Dataset, info: SessionInfo, name: str, start: int, stop: int) -> np.ndarray:
+    """Trials ``start`` to ``stop`` of a dataset; a damaged chunk (h5py's OSError, which names
+    no file) becomes a DataError naming the file, the dataset and the trials."""
+    try:
+        return data[start:stop]
+    except (OSError, RuntimeError) as exc:
+        raise DataError(unreadable(info.path, name, start, stop, exc)) from None
 
 
 class Rows:

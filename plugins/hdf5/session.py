@@ -12,6 +12,7 @@ one :class:`core.DataError` naming the file and the fix.
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from core import DataError
 
 FIELDS = ("stim", "responses", "contrast", "label", "split")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+BLOCK_ROWS = 4096  # trials read at a time when a whole dataset is checked
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def read_info(path: str) -> SessionInfo:
             raise DataError(f"{path}: stim is {stim.dtype}; the session layout stores raw uint8 pixels")
         stim_shape, axes = _stim_sample(path, stim)
         n = stim.shape[0]
+        if n == 0:
+            raise DataError(f"{path}: the session holds no trial (stim has shape {stim.shape}); a session needs at "
+                            "least one trial: remove the file or write its trials")
         shapes = {"stim": stim_shape}
         chunks: dict[str, int | None] = {"stim": stim.chunks[0] if stim.chunks else None}
         chunk_bytes = _chunk_bytes(stim)
@@ -95,7 +100,7 @@ def read_info(path: str) -> SessionInfo:
             chunks[name] = data.chunks[0] if data.chunks else None
             chunk_bytes = max(chunk_bytes, _chunk_bytes(data))
             compressed = compressed or data.compression is not None
-        classes = f.attrs.get("label_classes")
+        classes = _label_classes(path, f.attrs.get("label_classes"))
         return SessionInfo(
             path=path,
             name=str(f.attrs.get("session", Path(path).stem)),
@@ -105,9 +110,77 @@ def read_info(path: str) -> SessionInfo:
             chunk_rows=chunks,
             chunk_bytes=chunk_bytes,
             compressed=compressed,
-            label_classes=int(classes) if classes is not None else None,
+            label_classes=classes,
             head_name=str(f.attrs.get("head_name", "label")),
         )
+
+
+def _label_classes(path: str, value: object) -> int | None:
+    if value is None:
+        return None
+    number = np.asarray(value)
+    if number.ndim == 0 and number.dtype.kind in "iuf" and np.isfinite(number) and number >= 1 \
+            and float(number) == int(number):
+        return int(number)
+    raise DataError(f"{path}: the attribute label_classes is {value!r}; it must be a whole number of classes, at "
+                    "least 1 (or absent: then the largest label plus 1)")
+
+
+def read_blocks(f: h5py.File, path: str, name: str, rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """(first trial, values) of dataset ``name``, ``rows`` trials at a time; a block that cannot
+    be read (a damaged chunk) is a DataError naming the file, the dataset and the trials."""
+    data = f[name]
+    for start in range(0, data.shape[0], rows):
+        stop = min(start + rows, data.shape[0])
+        try:
+            block = data[start:stop]
+        except (OSError, RuntimeError) as exc:
+            raise DataError(unreadable(path, name, start, stop, exc)) from None
+        yield start, block
+
+
+def unreadable(path: str, name: str, start: int, stop: int, exc: BaseException) -> str:
+    return (f"{path}: {name} trials {start}..{stop - 1} cannot be read ({_first_line(exc)}); the file is damaged or "
+            f"truncated: core-data validate {path} lists every problem; copy the file again or rewrite it")
+
+
+def check_values(path: str, name: str, start: int, block: np.ndarray, classes: int | None) -> None:
+    """What training would choke on in a block of trials of ``name`` (starting at trial
+    ``start``): non-finite responses or contrast, contrast outside [0, 1], labels below 0 or
+    at or past ``classes``. Raises a DataError naming the file, the dataset and the first bad trial."""
+    if name not in ("responses", "contrast", "label", "split") or not len(block):
+        return
+    rows = block.reshape(len(block), -1)
+    if name == "split":
+        bad = ~np.isin(rows[:, 0], list(SPLIT_CODES.values()))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{path}: split holds {rows[row][0]!s} at trial {start + row}; use 0 (train), 1 (val) or 2 (test)")
+        return
+    if name in ("responses", "contrast"):
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            value = rows[row][~np.isfinite(rows[row])][0]
+            raise DataError(f"{path}: {name} holds {value!s} at trial {start + row} ({int(bad.sum())} such trial(s) in "
+                            f"trials {start}..{start + len(block) - 1}); {name} must be finite numbers: fix or remove "
+                            "those trials")
+    if name == "contrast":
+        bad = (rows < 0) | (rows > 1)
+        if bad.any():
+            row = int(np.argmax(bad.any(axis=1)))
+            raise DataError(f"{path}: contrast holds {rows[row][0]!s} at trial {start + row}, outside [0, 1]; contrast is "
+                            "a fraction (0.5 for 50%): divide percentages by 100")
+    if name == "label":
+        low = rows < 0
+        high = rows >= classes if classes is not None else np.zeros_like(low)
+        if low.any() or high.any():
+            row = int(np.argmax((low | high).any(axis=1)))
+            value = int(rows[row][0])
+            if value < 0:
+                raise DataError(f"{path}: label holds {value} at trial {start + row}; labels are class indices from 0")
+            raise DataError(f"{path}: label holds {value} at trial {start + row}, outside [0, {classes}) "
+                            f"(label_classes = {classes}); set label_classes above the largest label, or fix the labels")
 
 
 def _stim_sample(path: str, stim: h5py.Dataset) -> tuple[tuple[int, ...], str]:

@@ -90,14 +90,14 @@ def write_sessions(
     chunk_rows: int, compression: str | None,
 ) -> list[Path]:
     """Write ``sessions`` files ``out/session_XX.h5``; returns their paths."""
-    import h5py
+    from plugins.hdf5.tool import create_file
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for index in range(sessions):
         data = make_session(np.random.default_rng([seed, index]), trials, size, neurons, frames, classes)
         path = out / f"session_{index:02d}.h5"
-        with h5py.File(path, "w") as f:
+        with create_file(path) as f:
             f.attrs["session"] = path.stem
             f.attrs["label_classes"] = classes
             f.attrs["model"] = f"linear-nonlinear-Poisson: responses ~ Poisson({RATE_SCALE:.4f} * softplus(true_bias + true_gain * <true_filters, stim/255 - 0.5>))"

@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core import SPLITS, DataError, DataFormat, DatasetTool
-from plugins.hdf5.session import SPLIT_CODES, expand_paths, open_file, read_info
+from core import SPLITS, ConfigError, DataError, DataFormat, DatasetTool
+from plugins.hdf5.session import SPLIT_CODES, check_values, expand_paths, open_file, read_blocks, read_info
 
 SUFFIXES = (".h5", ".hdf5")
 Compression = Literal["none", "gzip", "lzf"]
+MAKE_DEFAULTS = {"sessions": 4, "trials": 600, "size": 32, "neurons": 40, "frames": 0, "classes": 8, "chunk_rows": 256}
 
 
 def _session_files(path: Path) -> list[str]:
@@ -23,6 +24,27 @@ def _session_files(path: Path) -> list[str]:
     return expand_paths(str(path))
 
 
+def make_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents); a path under a file, or a folder that cannot be
+    created, is a DataError naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocking} is a file, not a folder" if blocking is not None else (exc.strerror or str(exc))
+        raise DataError(f"cannot write {what} to {folder}: {why}; choose another output folder") from None
+
+
+def create_file(path: Path) -> Any:
+    """``h5py.File(path, "w")``; a file that cannot be created is a DataError naming it."""
+    import h5py
+
+    try:
+        return h5py.File(path, "w")
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {str(exc).splitlines()[0]}; choose another output folder") from None
+
+
 class HDF5Tool(DatasetTool):
     def recognises(self, path: Path) -> bool:
         path = Path(path)
@@ -32,8 +54,6 @@ class HDF5Tool(DatasetTool):
               session: str | None = None) -> None:
         """Write every split of ``source`` as one session file (``out`` ending in .h5, else
         ``out/<name>.h5``), with a ``split`` dataset so the splits survive the round trip."""
-        import h5py
-
         meta = source.meta()
         if len(meta.heads) > 1:
             raise DataError(f"the session layout holds one label; '{meta.name}' has heads {list(meta.heads)} "
@@ -42,7 +62,7 @@ class HDF5Tool(DatasetTool):
             raise DataError(f"the session layout stores CHW or TCHW stimuli; '{meta.name}' has {meta.stim_axes}")
         out = Path(out)
         target = out if out.suffix in SUFFIXES else out / f"{session or meta.name}.h5"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent, "the session")
         splits = {split: source.open(split) for split in SPLITS}
         fields = {name: np.concatenate([np.asarray(s.fields[name]) for s in splits.values()])
                   for name in splits["train"].fields}
@@ -50,7 +70,7 @@ class HDF5Tool(DatasetTool):
         if meta.stim_axes == "TCHW":
             fields["stim"] = fields["stim"].reshape(len(codes), meta.stim_shape[0], *meta.stim_shape[2:])
         head = next(iter(meta.heads), None)
-        with h5py.File(target, "w") as f:
+        with create_file(target) as f:
             f.attrs["session"] = session or meta.name
             for name, value in fields.items():
                 key = "label" if name == head else name
@@ -69,8 +89,13 @@ class HDF5Tool(DatasetTool):
         """Synthetic sessions from a known linear-nonlinear-Poisson model (see plugins.hdf5.synthetic)."""
         from plugins.hdf5.synthetic import write_sessions
 
-        if min(sessions, trials, size, neurons, classes) < 1 or frames < 0 or chunk_rows < 0:
-            raise ValueError("sessions, trials, size, neurons and classes must be at least 1; frames and chunk_rows >= 0")
+        values = {"sessions": sessions, "trials": trials, "size": size, "neurons": neurons, "classes": classes}
+        for name, value in {**values, "frames": frames, "chunk_rows": chunk_rows}.items():
+            least = 1 if name in values else 0
+            if value < least:
+                raise ConfigError(f"--option {name}", f"make-sessions: {name} must be at least {least}, not {value}",
+                                  fix=f"e.g. --option {name}={MAKE_DEFAULTS[name]} (the default)")
+        make_folder(Path(out), "sessions")
         paths = write_sessions(Path(out), sessions, trials, size, neurons, frames, classes, seed, chunk_rows,
                                None if compression == "none" else compression)
         print(f"wrote {len(paths)} sessions of {trials} trials to {out}")
@@ -98,11 +123,16 @@ class HDF5Tool(DatasetTool):
         for file in files:
             try:
                 info = read_info(file)
-                with open_file(file) as f:
-                    for name in info.sample_shapes:
-                        _read_all(f[name], file, name)
             except DataError as exc:
                 problems.append(str(exc))
+                continue
+            with open_file(file) as f:
+                for name in info.sample_shapes:  # each dataset alone: one bad dataset hides no other's problem
+                    try:
+                        for start, block in read_blocks(f, file, name):
+                            check_values(file, name, start, block, info.label_classes)
+                    except DataError as exc:
+                        problems.append(str(exc))
         return problems
 
 
@@ -110,12 +140,3 @@ def _dataset_type() -> type:
     import h5py
 
     return h5py.Dataset
-
-
-def _read_all(data: Any, file: str, name: str, rows: int = 4096) -> None:
-    for start in range(0, data.shape[0], rows):
-        try:
-            data[start:start + rows]
-        except (OSError, RuntimeError) as exc:
-            raise DataError(f"{file}: {name} trials {start}..{min(start + rows, data.shape[0]) - 1} cannot be read "
-                            f"({str(exc).splitlines()[0]}); the file is damaged or truncated") from None

@@ -2,9 +2,13 @@
 
 ``urls`` is a folder written by ``core-data convert --to webdataset`` (its train, val and
 test shards and ``dataset_info.json``), or the training shards themselves (paths, brace
-patterns, globs, ``pipe:`` commands, or a list of them) with ``val_urls`` and ``test_urls``.
+patterns, globs, URLs, or a list of them) with ``val_urls`` and ``test_urls``.
 ``meta()`` reads the sidecar, or the first sample of the first training shard when there is
 none; no other sample is read before training.
+
+``pipe:`` URLs run a shell command, so a config may name them only with ``allow_pipe: true``,
+and ``meta()`` (run by ``--dry-run``) never runs one: shards named by ``pipe:`` need a local
+``dataset_info.json`` (the ``sidecar`` option).
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from core import SPLITS, DataFormat, DatasetMeta
+from core import SPLITS, ConfigError, DataError, DataFormat, DatasetMeta
 from plugins.webdataset.samples import SampleSpec, spec_from_sample, spec_from_sidecar
 from plugins.webdataset.sidecar import SIDECAR, read_sidecar
 from plugins.webdataset.stream import ReadOptions, WebDatasetStream
 from plugins.webdataset.tarfiles import first_sample
-from plugins.webdataset.urls import expand_urls, folder_shards, is_remote
+from plugins.webdataset.urls import expand_urls, folder_shards, is_pipe, is_remote
 
 Urls = str | list[str]
 
@@ -37,11 +41,24 @@ class WebDatasetFormat(DataFormat):
         handler: Literal["raise", "warn_and_continue"] = "raise",
         num_classes: int | None = None,
         stim_axes: Literal["HW", "CHW", "THW", "TCHW"] | None = None,
+        allow_pipe: bool = False,
+        sidecar: str | None = None,
     ) -> None:
         """``shuffle_buffer``: samples held for shuffling when training (0 or 1: shard order only).
         ``resampled``: draw training shards with replacement, endlessly (``epoch_length`` then
         says how many samples an epoch has per rank). ``num_classes``, ``stim_axes``: for shards
-        without a sidecar (the label's class count; the axes of a stored ``stim.npy``)."""
+        without a sidecar (the label's class count; the axes of a stored ``stim.npy``).
+        ``allow_pipe``: let ``pipe:`` URLs run their shell command when the data is read.
+        ``sidecar``: a local ``dataset_info.json`` describing the shards (default: the folder's)."""
+        for option, value in (("urls", urls), ("val_urls", val_urls), ("test_urls", test_urls)):
+            pipes = [u for u in ([value] if isinstance(value, str) else value or []) if is_pipe(u)]
+            if pipes and not allow_pipe:
+                raise ConfigError(
+                    f"data.format.webdataset.{option}",
+                    f"'{pipes[0][:200]}' is a pipe: URL, which runs that shell command; a config runs commands only "
+                    "with the format option allow_pipe: true (off by default)",
+                    fix="set allow_pipe: true in the format's options if you trust the command (it runs with your "
+                        "permissions when the shards are read, never by --dry-run), or name local shards or https:// URLs")
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be >= 0, not {shuffle_buffer}")
         if epoch_length is not None and epoch_length < 1:
@@ -52,7 +69,7 @@ class WebDatasetFormat(DataFormat):
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, not {num_classes}")
         self.folder = Path(urls) if isinstance(urls, str) and Path(urls).is_dir() else None
-        self.options = ReadOptions(shuffle_buffer, resampled, epoch_length, handler == "warn_and_continue")
+        self.options = ReadOptions(shuffle_buffer, resampled, epoch_length, handler == "warn_and_continue", allow_pipe)
         self.num_classes, self.stim_axes = num_classes, stim_axes
         self.shards = {
             "train": self._shards(urls, "train", "urls"),
@@ -60,7 +77,14 @@ class WebDatasetFormat(DataFormat):
             "test": self._shards(test_urls, "test", "test_urls"),
         }
         first = self.shards["train"][0]
-        self.sidecar_folder = self.folder or (Path(first).parent if not is_remote(first) else None)
+        if sidecar is not None:
+            path = Path(sidecar).expanduser()
+            if path.name != SIDECAR or not path.is_file():
+                raise ValueError(f"sidecar '{sidecar}' is not a local {SIDECAR} file; name the {SIDECAR} that "
+                                 "core-data convert --to webdataset wrote with the shards (a local copy)")
+            self.sidecar_folder: Path | None = path.parent
+        else:
+            self.sidecar_folder = self.folder or (Path(first).parent if not is_remote(first) else None)
         self.sidecar = read_sidecar(self.sidecar_folder) if self.sidecar_folder is not None else None
 
     def _shards(self, urls: Urls | None, split: str, option: str) -> list[str]:
@@ -79,7 +103,13 @@ class WebDatasetFormat(DataFormat):
         """What every sample holds: from the sidecar, else from the first training sample."""
         if self.sidecar is not None:
             return spec_from_sidecar(self.sidecar, str(self.sidecar_folder / SIDECAR))
-        return spec_from_sample(first_sample(self.shards["train"][0]), self.stim_axes, self.num_classes)
+        first = self.shards["train"][0]
+        if is_pipe(first):  # never run a command to describe the data (meta() runs under --dry-run)
+            raise DataError(f"webdataset: the training shards are named by pipe: commands ('{first[:200]}'), which are "
+                            f"run only to train, never to read the metadata (shapes, fields, classes): that needs the "
+                            f"data or a local {SIDECAR}\n  fix: copy the dataset's {SIDECAR} (written by core-data "
+                            "convert --to webdataset) to this machine and name it with the format option sidecar: PATH")
+        return spec_from_sample(first_sample(first), self.stim_axes, self.num_classes)
 
     def shard_sizes(self, split: str) -> list[int] | None:
         """Samples per shard of ``split``, when the sidecar lists every one of its shards."""

@@ -14,7 +14,6 @@ Only the shuffle buffer and the batches in flight are held in memory.
 
 from __future__ import annotations
 
-import logging
 import random
 import zlib
 from collections.abc import Iterable, Iterator
@@ -27,15 +26,15 @@ from plugins.webdataset.plan import ReadPlan
 from plugins.webdataset.samples import SampleSpec
 from plugins.webdataset.tarfiles import ShardError, shard_samples
 
-log = logging.getLogger("core.webdataset")
-
 ERROR = "__error__"  # key of the item a worker sends instead of raising (see EpochSamples.__iter__)
+SKIPPED = "__skipped__"  # key of a worker's skip counts, (worker, samples, shards, first), sent with its batches
 MAX_FAILED_DRAWS = 100  # resampled shards unreadable in a row before giving up (an endless loop otherwise)
 
 
 class BadSamples:
     """The pipeline's exception handler for bad data: raise it as one clear error, or skip
-    it and count it (``warn_and_continue``); the count is logged when the epoch ends."""
+    it and count it (``warn_and_continue``); the counts travel to the main process with the
+    worker's batches, which reports them per split when the epoch ends."""
 
     def __init__(self, plan: ReadPlan, epoch: int, worker: int) -> None:
         self.plan, self.epoch, self.worker = plan, epoch, worker
@@ -55,13 +54,9 @@ class BadSamples:
         self.first = self.first or str(exc)
         return True
 
-    def report(self) -> None:
-        if not (self.samples or self.shards):
-            return
-        what = [f"{self.samples} bad sample(s)"] if self.samples else []
-        what += [f"the rest of {self.shards} truncated or corrupt shard(s)"] if self.shards else []
-        log.warning(f"webdataset: skipped {' and '.join(what)} of the {self.plan.split} split in epoch {self.epoch} "
-                    f"(rank {self.plan.rank}, worker {self.worker}); the first: {self.first}")
+    def counts(self, worker: int) -> tuple[int, int, int, str] | None:
+        """What to send with the next batch: (worker, samples, shards, first), or None if nothing was skipped."""
+        return (worker, self.samples, self.shards, self.first or "") if self.samples or self.shards else None
 
 
 def read_shards(urls: Iterable[str | dict[str, str]], bad: BadSamples) -> Iterator[dict[str, Any]]:
@@ -70,7 +65,7 @@ def read_shards(urls: Iterable[str | dict[str, str]], bad: BadSamples) -> Iterat
     for url in urls:
         url = url["url"] if isinstance(url, dict) else url  # ResampledShards gives {"url": ...}
         try:
-            for index, sample in enumerate(shard_samples(url)):
+            for index, sample in enumerate(shard_samples(url, bad.plan.allow_pipe)):
                 if bad.plan.keeps(url, index):
                     yield sample
             failed_in_a_row = 0
@@ -87,7 +82,9 @@ class EpochSamples(IterableDataset):
 
     ``epoch`` is set by the main process before each epoch's workers start. A worker sends a
     DataError as an item ``{ERROR: message}`` for the main process to raise: raised in the
-    worker, torch would re-raise it with the worker's traceback as its message.
+    worker, torch would re-raise it with the worker's traceback as its message. Its skip
+    counts so far go with each batch after a skip (key ``SKIPPED``), and alone at its end if
+    they changed after its last batch.
     """
 
     def __init__(self, plan: ReadPlan, spec: SampleSpec, batch_size: int) -> None:
@@ -99,14 +96,20 @@ class EpochSamples(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = self.epoch
         bad = BadSamples(self.plan, epoch, worker)
+        sent = None
         try:
-            yield from self._pipeline(epoch, worker, workers, bad)
+            for batch in self._pipeline(epoch, worker, workers, bad):
+                counts = bad.counts(worker)
+                if counts != sent:
+                    batch[SKIPPED] = sent = counts
+                yield batch
         except DataError as exc:
             if info is None:
                 raise
             yield {ERROR: str(exc)}
-        finally:
-            bad.report()
+        counts = bad.counts(worker)
+        if counts != sent:
+            yield {SKIPPED: counts}
 
     def _pipeline(self, epoch: int, worker: int, workers: int, bad: BadSamples) -> Any:
         import webdataset as wds

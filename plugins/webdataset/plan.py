@@ -28,6 +28,7 @@ class ReadPlan:
     resampled: bool
     epoch_length: int | None
     skip_bad: bool
+    allow_pipe: bool = False
 
     @property
     def by_sample(self) -> bool:

@@ -74,6 +74,7 @@ class SampleSpec:
             if array.shape != shape or array.dtype != dtype:
                 raise BadSample(f"{where}: {name}.npy is {array.dtype} {array.shape}, the dataset's samples are "
                                 f"{dtype} {shape} (from {self.source})")
+            _check_values(name, array, where)
             decoded[name] = array
         return decoded
 
@@ -170,6 +171,17 @@ def _stim(sample: dict[str, Any], where: str, grey: bool | None) -> np.ndarray:
     except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
         raise BadSample(f"{where}: {member} is not a readable image ({exc})") from None
     return pixels if grey else pixels.transpose(2, 0, 1)
+
+
+def _check_values(name: str, array: np.ndarray, where: str) -> None:
+    """What training would choke on: a non-finite float (a NaN loss), a contrast outside [0, 1]."""
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        value = array[~np.isfinite(array)].flat[0]
+        raise BadSample(f"{where}: {name}.npy holds {value!s}; {name} must be finite numbers")
+    outside = (array < 0) | (array > 1) if name == "contrast" and array.dtype.kind in "iuf" else None
+    if outside is not None and outside.any():
+        raise BadSample(f"{where}: contrast.npy holds {array[outside].flat[0]!s}, outside [0, 1] (contrast is a "
+                        "fraction: 0.5 for 50%)")
 
 
 def _label(sample: dict[str, Any], member: str, head: str, classes: int, where: str) -> int:

@@ -34,10 +34,10 @@ class ShardError(DataError):
     """A shard that cannot be read to its end: missing, truncated or corrupt."""
 
 
-def shard_samples(url: str) -> Iterator[dict[str, Any]]:
-    """Every sample of the shard at ``url`` (a path, or any URL ``webdataset.gopen`` opens,
-    such as ``pipe:`` commands), in file order."""
-    stream = _open(url)
+def shard_samples(url: str, allow_pipe: bool = False) -> Iterator[dict[str, Any]]:
+    """Every sample of the shard at ``url`` (a path, or any URL ``webdataset.gopen`` opens;
+    ``pipe:`` commands only with ``allow_pipe``), in file order."""
+    stream = _open(url, allow_pipe)
     stopped_early = False  # by our consumer: a pipe's command then fails as we close it, and that is fine
     try:
         members = _tar_members(stream, url) if _uncompressed(url) else _tarfile_members(stream, url)
@@ -81,7 +81,11 @@ def first_sample(url: str) -> dict[str, Any]:
         samples.close()
 
 
-def _open(url: str) -> IO[bytes]:
+def _open(url: str, allow_pipe: bool) -> IO[bytes]:
+    from plugins.webdataset.urls import is_pipe
+
+    if is_pipe(url) and not allow_pipe:  # the format refuses them without allow_pipe; this never runs one by accident
+        raise ShardError(f"shard {url}: a pipe: URL runs a shell command, which the format option allow_pipe: true allows")
     try:
         if urlparse(url).scheme == "":
             return open(url, "rb", buffering=READ_BUFFER)

@@ -85,6 +85,9 @@ class WebDatasetTool(DatasetTool):
             problems += [f"{path / name}: listed in {SIDECAR}, but missing" for name in listed if not (path / name).is_file()]
             problems += [f"{shard}: not listed in {SIDECAR}, so never read" for shard in _shard_files(path)
                          if shard.name not in listed]
+            problems += [f"{path / SIDECAR}: the {split} split has no sample (it lists "
+                         f"{len(sidecar.shards.get(split, {}))} shard(s)); a run needs at least one sample in each split"
+                         for split in SPLITS if not sum(sidecar.shards.get(split, {}).values())]
             shards = [path / name for name in listed if (path / name).is_file()]
         else:
             shards = _shard_files(path)

@@ -2,7 +2,8 @@
 
 Each option is one string or a list of them; each string is a path, a brace pattern
 (``data/train-{000000..000009}.tar``), a glob (``data/train-*.tar``) or a URL that
-``webdataset.gopen`` opens (``pipe:aws s3 cp s3://bucket/train-000000.tar -``, ``https://...``).
+``webdataset.gopen`` opens (``https://...``, or with the format's ``allow_pipe: true``
+``pipe:aws s3 cp s3://bucket/train-000000.tar -``).
 Local paths are checked here, so a pattern matching no file fails before training, naming
 the option, the pattern and what it expanded to. A folder written by
 ``core-data convert --to webdataset`` gives its split's shards.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 from core import DataError
 from plugins.webdataset.sidecar import SIDECAR, Sidecar
@@ -20,9 +22,15 @@ from plugins.webdataset.sidecar import SIDECAR, Sidecar
 WRITE_HINT = "write shards with: core-data convert --from FORMAT --to webdataset FOLDER"
 
 
+def is_pipe(url: str) -> bool:
+    """A ``pipe:`` URL (any case, leading spaces too: as ``webdataset.gopen`` parses it), whose
+    rest gopen runs as a shell command."""
+    return urlparse(url).scheme == "pipe"
+
+
 def is_remote(url: str) -> bool:
     """A URL that ``webdataset.gopen`` opens (``pipe:``, ``http://``...), which cannot be checked here."""
-    return url.startswith("pipe:") or ("://" in url and not url.startswith("file://"))
+    return is_pipe(url) or ("://" in url and not url.startswith("file://"))
 
 
 def expand_urls(urls: str | list[str], option: str) -> list[str]:

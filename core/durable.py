@@ -1,0 +1,212 @@
+"""Nothing lost: atomic writes, one process per run directory, a stop that leaves a checkpoint.
+
+- :func:`write_atomic` and :class:`AtomicCheckpointIO`: a file is written under a temporary
+  name in its own folder, flushed to disk, then moved over the old one with ``os.replace``
+  (atomic on one filesystem). A kill leaves the previous complete file. (Lightning's own
+  save goes through a temporary file in ``$TMPDIR``; on another filesystem its final move
+  is a copy that a kill can cut short, leaving an empty ``last.ckpt``.)
+- :class:`RunLock`: an exclusive ``flock`` on ``<run_dir>/.lock`` for the life of the
+  process; a second process on the same run directory fails at once, naming the holder.
+- :class:`GracefulStop`: SIGTERM (a preempted job) and SIGINT (Ctrl-C) during training
+  save a resumable ``last.ckpt`` at the current step and stop with :class:`Stopped`,
+  which the CLI turns into the resume command and exit status 143 or 130.
+- :class:`RandomState`: the random generators (Python, NumPy, torch, CUDA) travel in every
+  checkpoint, so a resumed run draws the same augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from core.errors import ConfigError, CoreError
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """``data`` into ``path``: a temporary file in the same folder, fsync, ``os.replace``."""
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (the folder's entry), where the OS allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written with :func:`write_atomic`'s protocol (``torch.save`` to the temporary file)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+        _sync_folder(path.parent)
+
+
+class RunLock:
+    """Holds ``<run_dir>/.lock`` exclusively until released (or the process ends: the OS drops it)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.handle: Any = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 (held for the run's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError("name", f"run directory {self.path.parent} is in use by {holder}",
+                              fix="wait for that run to end (or stop it), or choose another name (--set name=...)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+class Stopped(CoreError):
+    """Training stopped by a signal after saving ``checkpoint``; the exit status is 128 + signal."""
+
+    def __init__(self, signum: int, checkpoint: Path, epoch: int, step: int) -> None:
+        self.signum, self.checkpoint = signum, checkpoint
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} at epoch {epoch}, step {step}; saved {checkpoint}\n"
+                         f"  continue with: core-train --config <this run's YAML> --resume")
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+class GracefulStop(Checkpoint):
+    """Turns SIGTERM and SIGINT during training into a checkpoint and :class:`Stopped`.
+
+    The handlers (installed when training starts) only set a flag; the checkpoint is written
+    after the current training batch, or, when the signal came during an epoch's last batch
+    or its validation, at the epoch's end: then the epoch is complete (its validation, best
+    checkpoint and rows, which are handed to the loggers first, as Lightning would do just
+    after). Lightning runs checkpoint callbacks after the others; this is one, so that a
+    stop comes after the module's epoch-end logging and the regular checkpoints.
+    A SIGTERM before training starts (the sanity check) reaches Lightning's own handler,
+    whose stop is caught in :meth:`on_exception`. Under DDP Lightning's handler stays (it
+    tells every rank)."""
+
+    def __init__(self, last: Path) -> None:
+        self.last, self.signum = last, 0
+        self.previous: dict[int, Any] = {}
+        self.stopped: Stopped | None = None  # set when Lightning's own SIGTERM stop came first
+
+    @property
+    def state_key(self) -> str:
+        return "GracefulStop"
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or signum
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if threading_main() and trainer.world_size == 1:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self.previous[signum] = signal.signal(signum, self._note)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    def _stop_if_asked(self, trainer: Any) -> None:
+        if self.signum:
+            trainer.save_checkpoint(self.last, weights_only=False)
+            raise Stopped(self.signum, self.last, trainer.current_epoch, trainer.global_step)
+
+    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:  # the last one: at the epoch's end
+            self._stop_if_asked(trainer)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.signum:  # the epoch's rows go to the loggers first, as Lightning would after this hook
+            connector, loop = trainer._logger_connector, trainer.fit_loop.epoch_loop
+            connector.on_epoch_end()
+            loop._batches_that_stepped -= 1
+            connector.update_train_epoch_metrics()
+            loop._batches_that_stepped += 1
+        self._stop_if_asked(trainer)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Lightning stops on SIGTERM itself (a ``SystemExit`` that would end the process with
+        status 0): save the checkpoint here and let ``fit`` report :attr:`stopped`."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.last, weights_only=False)
+            self.stopped = Stopped(self.signum or signal.SIGTERM, self.last, trainer.current_epoch, trainer.global_step)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class RandomState(Callback):
+    """The random generators' states in every checkpoint, restored on resume."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        # plain values and tensors only: checkpoints load with weights_only=True
+        state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position,
+                                                            has_gauss, gauss], "torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        random.setstate(_tuples(state["python"]))
+        kind, keys, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(value: Any) -> Any:
+    """States come back from a checkpoint with lists where the generators want tuples."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

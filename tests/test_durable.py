@@ -1,0 +1,114 @@
+"""Nothing lost: a run stopped by SIGTERM mid-epoch or at an epoch's end resumes to the
+uninterrupted run's weights and metrics.csv, checkpoints are written atomically, one
+process per run directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import lightning
+import pytest
+import torch
+
+import core.run
+from core.cli.train import main as core_train
+from core.durable import AtomicCheckpointIO, RunLock, write_atomic
+from core.errors import ConfigError
+
+RUN = """
+    name: stop
+    output_dir: {out}
+    seed: 2
+    data:
+      format: {{digits: {{image_size: 12}}}}
+      transforms: [pixelnorm, random_flip, {{random_translate: {{pixels: 1}}}}]
+      batch_size: 100
+    model: {{simple_cnn: {{conv1: 4, conv2: 8, fc_hidden: 16, dropout: 0.2}}}}
+    optim: {{optimizer: adamw, lr: 0.003, scheduler: cosine}}
+    trainer: {{max_epochs: 3, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false,
+               log_every_n_steps: 4}}
+"""
+
+
+class SignalAt(lightning.Callback):
+    """Sends this process a signal after training step ``step`` (as a scheduler or Ctrl-C would)."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("full")
+    config = folder / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=folder / "runs")))
+    assert core_train(["fit", "--config", str(config)]) == 0
+    run_dir = folder / "runs" / "stop"
+    return _weights(run_dir / "checkpoints" / "last.ckpt"), sorted((run_dir / "metrics.csv").read_text().splitlines())
+
+
+@pytest.mark.parametrize(("step", "signum", "status"), [(17, signal.SIGTERM, 143), (12, signal.SIGINT, 130)],
+                         ids=["sigterm-mid-epoch", "sigint-at-epoch-end"])
+def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys, uninterrupted, step,
+                                                           signum, status):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    build = core.run.build_trainer
+    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalAt(step, signum)]))
+    assert core_train(["fit", "--config", str(config)]) == status
+    err = capsys.readouterr().err
+    assert f"stopped by {signal.Signals(signum).name} at epoch" in err and "continue with: core-train" in err
+    monkeypatch.setattr(core.run, "build_trainer", build)
+    assert core_train(["fit", "--config", str(config), "--resume"]) == 0
+    run_dir = tmp_path / "runs" / "stop"
+    weights, rows = uninterrupted
+    resumed = _weights(run_dir / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)  # bitwise: order, augmentations, optimizer
+    assert sorted((run_dir / "metrics.csv").read_text().splitlines()) == rows  # no row lost or repeated
+
+
+def test_atomic_writes_leave_the_old_file_until_the_new_one_is_complete(tmp_path, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    write_atomic(target, b"old")
+
+    def crash(*args, **kwargs):
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, target)
+    assert target.read_bytes() == b"old"  # the previous good checkpoint survives
+    monkeypatch.undo()
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["w"], torch.ones(2))
+
+
+def test_a_second_process_on_a_running_run_is_refused_naming_the_holder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from core.durable import RunLock
+        lock = RunLock(Path({str(tmp_path)!r})).acquire()
+        print("held", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"is in use by process {holder.pid} on "):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    RunLock(tmp_path).acquire().release()  # the lock goes with its process
