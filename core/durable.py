@@ -123,8 +123,7 @@ class GracefulStop(Checkpoint):
     The handlers (installed when training starts) only set a flag; the checkpoint is written
     after the current training batch, or, when the signal came during an epoch's last batch
     or its validation, at the epoch's end: then the epoch is complete (its validation, best
-    checkpoint and rows, which are handed to the loggers first, as Lightning would do just
-    after). Lightning runs checkpoint callbacks after the others; this is one, so that a
+    checkpoint and logged rows). Lightning runs checkpoint callbacks after the others; this is one, so that a
     stop comes after the module's epoch-end logging and the regular checkpoints.
     A SIGTERM before training starts (the sanity check) reaches Lightning's own handler,
     whose stop is caught in :meth:`on_exception`. Under DDP Lightning's handler stays (it
@@ -162,13 +161,7 @@ class GracefulStop(Checkpoint):
             self._stop_if_asked(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self.signum:  # the epoch's rows go to the loggers first, as Lightning would after this hook
-            connector, loop = trainer._logger_connector, trainer.fit_loop.epoch_loop
-            connector.on_epoch_end()
-            loop._batches_that_stepped -= 1
-            connector.update_train_epoch_metrics()
-            loop._batches_that_stepped += 1
-        self._stop_if_asked(trainer)
+        self._stop_if_asked(trainer)  # the module has handed the epoch's rows to the loggers already
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Lightning stops on SIGTERM itself (a ``SystemExit`` that would end the process with

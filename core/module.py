@@ -13,6 +13,7 @@ correlation over the epoch) and their average ``<stage>/corr``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning
@@ -54,6 +55,16 @@ def top5(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return hit.sum() / valid.sum().clamp(min=1)
 
 
+def log_epoch_now(trainer: Any) -> None:
+    """Hand the epoch's logged metrics to the loggers now, as Lightning does after the epoch's
+    last hooks (it then finds nothing left to hand over)."""
+    connector, loop = trainer._logger_connector, trainer.fit_loop.epoch_loop
+    connector.on_epoch_end()
+    loop._batches_that_stepped -= 1  # Lightning logs an epoch's rows at its last step
+    connector.update_train_epoch_metrics()
+    loop._batches_that_stepped += 1
+
+
 def logging_now(trainer: Any) -> bool:
     """Whether Lightning writes step metrics after this training step (every ``log_every_n_steps``)."""
     return bool(trainer._logger_connector.should_update_logs)
@@ -89,6 +100,7 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.correlations = Correlations()
         self.train_means = EpochMeans()
         self._means_epoch: int | None = None  # the epoch whose training sums a checkpoint restored
+        self._first_nonfinite: dict[str, torch.Tensor] = {}  # dataset -> first step with a non-finite loss, or -1
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.model(batch)
@@ -117,9 +129,33 @@ class MultiHeadClassifier(lightning.LightningModule):
             self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
             return total
         self.train_means.add("train/loss_epoch", total, size)
+        self._watch_finite(total, batch.get("dataset", ""))
         if logging_now(self.trainer):  # the step's loss goes to the loggers at their interval only
             self.log("train/loss_step", total, on_step=True, on_epoch=False, batch_size=size)
+            self._check_finite()
         return total
+
+    def _watch_finite(self, loss: torch.Tensor, dataset: str) -> None:
+        """Note, on the device, the first step whose loss is not finite (per dataset)."""
+        step = torch.full((), self.global_step, device=loss.device, dtype=torch.long)
+        first = self._first_nonfinite.get(dataset, torch.full((), -1, device=loss.device, dtype=torch.long))
+        self._first_nonfinite[dataset] = torch.where(~torch.isfinite(loss.detach()) & (first < 0), step, first)
+
+    def _check_finite(self) -> None:
+        """At the logging interval and the epoch's end: stop at a non-finite loss (one read)."""
+        if not self._first_nonfinite:
+            return
+        names = list(self._first_nonfinite)
+        steps = torch.stack([self._first_nonfinite[n] for n in names])
+        if int(steps.max()) >= 0:  # the one value read (the rest only when training stops)
+            bad = [(int(step), name) for step, name in zip(steps, names) if step >= 0]
+            from core.errors import DataError
+
+            step, name = min(bad)
+            where = f" on dataset '{name}'" if name else ""
+            raise DataError(f"training stopped: the loss is not finite (nan or inf) at epoch {self.current_epoch}, "
+                            f"step {step}{where}; check the data for non-finite values (core-data validate), or "
+                            "lower optim.lr; continue from the last good checkpoint with --resume")
 
     def _record(self, name: str, value: torch.Tensor, size: int) -> None:
         """A per-epoch metric: evaluation logs it through Lightning (reduced across ranks); training
@@ -144,9 +180,24 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.train_means.sums = {name: (total, count) for name, (total, count) in saved.get("sums", {}).items()}
         self._means_epoch = saved.get("epoch")
 
+    def on_train_start(self) -> None:
+        """A resumed run trained longer than first planned: the cosine schedule stretches to the new length."""
+        epochs = max(1, self.trainer.max_epochs or 1)
+        for config in self.trainer.lr_scheduler_configs:
+            schedule = config.scheduler
+            if isinstance(schedule, torch.optim.lr_scheduler.CosineAnnealingLR) and schedule.T_max != epochs:
+                schedule.T_max = epochs
+                for group, base in zip(schedule.optimizer.param_groups, schedule.base_lrs):
+                    group["lr"] = schedule.eta_min + (base - schedule.eta_min) * (
+                        1 + math.cos(math.pi * schedule.last_epoch / epochs)) / 2
+
     def on_train_epoch_end(self) -> None:
+        self._check_finite()
         for name, value in self.train_means.means().items():
             self.log(name, value)
+        # the epoch's rows go to the loggers now, before the epoch's checkpoint is written
+        # (Lightning would hand them over just after it: a kill in between lost them)
+        log_epoch_now(self.trainer)
 
     def _head(self, out: torch.Tensor, target: torch.Tensor, on: torch.Tensor | None, name: str,
               evaluating: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig, to_yaml
-from core.durable import RunLock
+from core.durable import RunLock, write_atomic
 from core.errors import ConfigError
 from core.kinds import InOrder
 from core.experiment import Sweep, run_sweep
@@ -162,15 +162,20 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     from core.metrics_log import truncate_after
 
     config = resolved.config
-    (run_dir / "config.yaml").write_text(to_yaml(config))
-    (run_dir / "plugins.json").write_text(json.dumps(provenance(resolved), indent=2) + "\n")
-    trainer, datamodule, module, best = build_trainer(resolved, run_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if resume:
-        import torch
+    changes = None
+    if resume:  # before anything is written: a resume that cannot be honoured changes nothing
+        from core.resume import check_resume, read_checkpoint
 
-        # last.ckpt is written at the end of epoch `epoch`; rows of later epochs are redone
-        truncate_after(run_dir, torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
+        checkpoint = read_checkpoint(last_ckpt)
+        changes = check_resume(checkpoint, config)
+        truncate_after(run_dir, checkpoint)
+        del checkpoint
+    from core.resume import record_config
+
+    record_config(run_dir, config, changes)
+    write_atomic(run_dir / "plugins.json", json.dumps(provenance(resolved), indent=2) + "\n")
+    trainer, datamodule, module, best = build_trainer(resolved, run_dir)
     # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 

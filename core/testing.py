@@ -138,9 +138,11 @@ def count_training_syncs() -> Iterator[TrainingSyncs]:
     One training batch is Lightning's ``_TrainingEpochLoop.advance``: fetching the batch,
     moving and finishing it (``on_after_batch_transfer``), the step and optimizer, the
     batch-end callbacks (progress bar included) and the step's logging. Validation, test
-    and the epoch-end work are not counted, nor is the inside of ``torch.optim``'s
-    ``step``: torch keeps its optimizers' step counters on the host on purpose (their
-    ``.item()`` reads host memory; a GPU run does not wait there)."""
+    and the epoch-end work are not counted, nor is ``torch.optim``'s own update (the
+    closure it calls, the training step and backward, is): torch keeps its optimizers' step
+    counters on the host on purpose (their ``.item()`` reads host memory; a GPU run does not
+    wait there)."""
+    from lightning.pytorch.loops.optimization.automatic import Closure
     from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 
     result = TrainingSyncs()
@@ -161,13 +163,20 @@ def count_training_syncs() -> Iterator[TrainingSyncs]:
     def optimizer_ends(*_: Any) -> None:
         paused.pop().__exit__(None, None, None)
 
+    def closure(self: Closure, *args: Any, **kwargs: Any) -> Any:
+        with mode.counting(True):  # Lightning's closure (the training step and backward) runs inside step()
+            return step_and_backward(self, *args, **kwargs)
+
+    step_and_backward = Closure.__call__
     _TrainingEpochLoop.advance = advance  # type: ignore[method-assign]
+    Closure.__call__ = closure  # type: ignore[method-assign]
     hooks = [register_optimizer_step_pre_hook(optimizer_starts), register_optimizer_step_post_hook(optimizer_ends)]
     try:
         with mode, mode.counting(False):
             yield result
     finally:
         _TrainingEpochLoop.advance = original  # type: ignore[method-assign]
+        Closure.__call__ = step_and_backward  # type: ignore[method-assign]
         for hook in hooks:
             hook.remove()
         result.counts.update(mode.counts)

@@ -112,3 +112,51 @@ def test_a_second_process_on_a_running_run_is_refused_naming_the_holder(tmp_path
         holder.kill()
         holder.wait()
     RunLock(tmp_path).acquire().release()  # the lock goes with its process
+
+
+def test_resume_refuses_what_it_cannot_honour_and_stretches_the_schedule_to_a_longer_run(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    assert core_train(["fit", "--config", str(config), "--set", "trainer.max_epochs=1"]) == 0
+    run_dir = tmp_path / "runs" / "stop"
+    before = (run_dir / "config.yaml").read_text()
+    assert core_train(["fit", "--config", str(config), "--resume", "--set", "optim.lr=0.1", "--set", "seed=5"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume continues the run as it was trained; these keys changed:" in err
+    assert "optim.lr: 0.003 -> 0.1" in err and "seed: 2 -> 5" in err
+    assert (run_dir / "config.yaml").read_text() == before  # a refused resume changes nothing
+    assert core_train(["fit", "--config", str(config), "--resume", "--set", "trainer.max_epochs=3"]) == 0
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    lrs = [float(r.split(",")[header.index("lr-AdamW")]) for r in rows[1:] if r.split(",")[header.index("lr-AdamW")]]
+    assert lrs == pytest.approx([0.003, 0.00225, 0.00075])  # cosine over 3 epochs, not back up from 0
+    assert "# resumed " in (run_dir / "config.yaml").read_text()
+    assert "trainer.max_epochs 1 -> 3" in (run_dir / "config.yaml").read_text()
+
+
+def test_a_damaged_last_checkpoint_is_named_with_the_intact_best_one(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    assert core_train(["fit", "--config", str(config), "--set", "trainer.max_epochs=1"]) == 0
+    last = tmp_path / "runs" / "stop" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:100])
+    assert core_train(["fit", "--config", str(config), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"config error at --resume: {last} cannot be resumed from" in err and "best.ckpt is intact" in err
+
+
+def test_a_non_finite_loss_stops_training_naming_epoch_step_and_dataset(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    from core.module import MultiHeadClassifier
+
+    forward = MultiHeadClassifier.forward
+
+    def poisoned(self, batch):  # as a sample of NaN pixels would
+        out = forward(self, batch)
+        return {k: v * float("nan") for k, v in out.items()} if self.training and self.global_step == 5 else out
+
+    monkeypatch.setattr(MultiHeadClassifier, "forward", poisoned)
+    assert core_train(["fit", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "training stopped: the loss is not finite (nan or inf) at epoch 0, step 5 on dataset 'digits'" in err
