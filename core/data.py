@@ -258,7 +258,10 @@ class CoreDataModule(lightning.LightningDataModule):
                 target = self._data_device()
                 parts.opened[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
             if "train" in parts.opened and parts.sampler.needs:
-                parts.sampler.bind(_columns(parts.opened["train"], parts.sampler.needs))
+                try:
+                    parts.sampler.bind(_columns(parts.opened["train"], parts.sampler.needs))
+                except DataError as exc:
+                    raise DataError(f"dataset '{parts.name}': {exc}") from None
 
     def _data_device(self) -> torch.device | None:
         """Where stored tensors live with placement ``device`` (None: host RAM)."""

@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from core.errors import ConfigError, CoreError
+from core.errors import ConfigError, Stopped
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -101,20 +101,6 @@ class RunLock:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
             self.handle = None
-
-
-class Stopped(CoreError):
-    """Training stopped by a signal after saving ``checkpoint``; the exit status is 128 + signal."""
-
-    def __init__(self, signum: int, checkpoint: Path, epoch: int, step: int) -> None:
-        self.signum, self.checkpoint = signum, checkpoint
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} at epoch {epoch}, step {step}; saved {checkpoint}\n"
-                         f"  continue with: core-train --config <this run's YAML> --resume")
-
-    @property
-    def exit_status(self) -> int:
-        return 128 + self.signum
 
 
 class GracefulStop(Checkpoint):

@@ -127,3 +127,19 @@ def short_repr(value: Any, limit: int = REPR_LIMIT) -> str:
     except _Full:
         return "".join(out)[:limit] + "..."
     return "".join(out)
+
+
+class Stopped(CoreError):
+    """Training stopped by a signal after saving ``checkpoint``; the exit status is 128 + signal."""
+
+    def __init__(self, signum: int, checkpoint: Any, epoch: int, step: int) -> None:
+        import signal
+
+        self.signum, self.checkpoint = signum, checkpoint
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} at epoch {epoch}, step {step}; saved {checkpoint}\n"
+                         f"  continue with: core-train --config <this run's YAML> --resume")
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum

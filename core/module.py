@@ -312,7 +312,14 @@ class MultiHeadClassifier(lightning.LightningModule):
         if o.scheduler == "linear_warmup_cosine":
             from core.schedules import linear_warmup_cosine
 
-            total = max(1, int(self.trainer.estimated_stepping_batches))
+            steps = self.trainer.estimated_stepping_batches
+            if not math.isfinite(steps):
+                from core.errors import ConfigError
+
+                raise ConfigError("optim.scheduler", "linear_warmup_cosine needs the run's length in steps, and this "
+                                  "run's training data has no known length (a stream without a sidecar, or one "
+                                  "that may skip bad samples)", fix="set trainer.max_steps, or use scheduler: cosine")
+            total = max(1, int(steps))
             scheduler = linear_warmup_cosine(optimizer, o.warmup_steps, total, o.min_lr / o.lr)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         if o.scheduler == "cosine":

@@ -4,6 +4,7 @@ model and its metrics, the warm-up schedule, DDP on the CPU, and the end-to-end 
 from __future__ import annotations
 
 import re
+import shutil
 import textwrap
 
 import numpy as np
@@ -130,7 +131,9 @@ def multi_config(tmp_path, sessions, extra=""):
 
 
 def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions):
-    path = multi_config(tmp_path, sessions)
+    data = tmp_path / "data"
+    shutil.copytree(sessions, data)  # a copy: its files are replaced below
+    path = multi_config(tmp_path, data)
     untrained = run_cli("core-train", "--config", path, "--set", "trainer.max_steps=1", "--set", "optim.lr=1e-9",
                         "--set", "name=untrained")
     assert untrained.returncode == 0, untrained.stderr[-3000:]
@@ -145,7 +148,12 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     other = tmp_path / "other"
     assert run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400", "--option",
                    "size=16", "--option", "neurons=25", str(other)).returncode == 0
-    path.write_text(path.read_text().replace(str(sessions), str(other)))
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(path.read_text().replace(str(data), str(other)))
+    refused = run_cli("core-train", "--config", moved, "--resume", "--set", "name=multi")
+    assert refused.returncode == 2 and "config error at datasets: --resume continues the run as it was trained" in refused.stderr
+    for session in other.glob("*.h5"):  # the same paths, other contents
+        shutil.copy(session, data / session.name)
     resumed = run_cli("core-train", "--config", path, "--resume", "--set", "trainer.max_epochs=5")
     assert resumed.returncode == 2, resumed.stderr[-3000:]
     assert "does not fit this run's model" in resumed.stderr and "model.readouts.s0" in resumed.stderr

@@ -14,8 +14,7 @@ from collections.abc import Callable
 def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Run a console script: a :class:`core.CoreError` prints ``error: ...`` and exits 2; the
     filters of :func:`core.terminal.quiet_terminal` hold while it runs."""
-    from core.durable import Stopped
-    from core.errors import CoreError
+    from core.errors import CoreError, Stopped
     from core.terminal import quiet_terminal
 
     @functools.wraps(main)
