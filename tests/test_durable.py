@@ -160,3 +160,68 @@ def test_a_non_finite_loss_stops_training_naming_epoch_step_and_dataset(tmp_path
     assert core_train(["fit", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "training stopped: the loss is not finite (nan or inf) at epoch 0, step 5 on dataset 'digits'" in err
+
+
+def test_a_killed_run_resumes_from_its_mid_epoch_checkpoint_to_the_same_weights(tmp_path, uninterrupted):
+    """kill -9 at an arbitrary moment: what was not checkpointed is redone, identically."""
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")) + "checkpoint: {every_n_train_steps: 5}\n")
+    last = tmp_path / "runs" / "stop" / "checkpoints" / "last.ckpt"
+    job = subprocess.Popen([str(core.run.Path(sys.executable).parent / "core-train"), "fit", "--config", str(config)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        deadline = time.time() + 120
+        while time.time() < deadline and job.poll() is None:
+            if last.is_file() and torch.load(last, weights_only=True)["global_step"] >= 15:
+                break
+            time.sleep(0.05)
+        job.send_signal(signal.SIGKILL)
+    finally:
+        job.wait()
+    step = torch.load(last, weights_only=True)["global_step"]
+    assert 15 <= step < 36, step  # killed within the run, after a checkpoint inside an epoch or at its end
+    assert core_train(["fit", "--config", str(config), "--resume"]) == 0
+    resumed = _weights(last)
+    assert all(torch.equal(uninterrupted[0][k], resumed[k]) for k in resumed)
+
+
+def test_pretrained_that_is_not_a_checkpoint_is_one_message(tmp_path):
+    from plugins.shared_core_readout.model import SharedCoreReadout
+    from core import DatasetMeta
+
+    meta = DatasetMeta("s", (1, 8, 8), {}, {"train": 4}, fields={"responses": ((3,), "float32")})
+    broken = tmp_path / "core.ckpt"
+    broken.write_bytes(b"\x00" * 10)
+    with pytest.raises(ValueError, match=f"pretrained: {broken} is not a readable checkpoint"):
+        SharedCoreReadout(meta, {"s": meta}, pretrained=str(broken))
+
+
+def test_the_curriculum_resumes_bitwise_too(tmp_path, monkeypatch):
+    from tests.conftest import run_cli
+
+    assert run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=300", "--option",
+                   "size=12", "--option", "neurons=6", str(tmp_path / "s")).returncode == 0
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(f"""
+        name: cur
+        output_dir: {tmp_path / 'runs'}
+        data: {{transforms: [pixelnorm, random_flip], batch_size: 32, sampler: {{contrast_weighted: {{ramp_steps: 20}}}},
+                interleave: proportional}}
+        datasets:
+          - {{name: a, format: {{hdf5: {{paths: {tmp_path}/s/session_00.h5}}}}}}
+          - {{name: b, format: {{hdf5: {{paths: {tmp_path}/s/session_01.h5}}}}}}
+        model: {{shared_core_readout: {{channels: 4, layers: 1}}}}
+        trainer: {{max_epochs: 2, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false}}
+    """))
+    assert core_train(["fit", "--config", str(config)]) == 0
+    last = tmp_path / "runs" / "cur" / "checkpoints" / "last.ckpt"
+    full = _weights(last)
+    build = core.run.build_trainer
+    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalAt(17, signal.SIGTERM)]))
+    assert core_train(["fit", "--config", str(config), "--overwrite"]) == 143
+    monkeypatch.setattr(core.run, "build_trainer", build)
+    assert core_train(["fit", "--config", str(config), "--resume"]) == 0
+    resumed = _weights(last)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)

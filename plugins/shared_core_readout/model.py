@@ -121,8 +121,14 @@ class SharedCoreReadout(nn.Module):
 
         if not Path(path).is_file():
             raise ValueError(f"pretrained: no checkpoint at {path} (e.g. runs/<name>/checkpoints/best.ckpt)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+        except Exception as exc:  # noqa: BLE001 (empty, truncated, not a checkpoint: one message)
+            raise ValueError(f"pretrained: {path} is not a readable checkpoint ({type(exc).__name__}); pass a "
+                             "core-train checkpoint (runs/<name>/checkpoints/best.ckpt)") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"pretrained: {path} holds no weights; pass a core-train checkpoint")
         own = {f"core.{k}": v for k, v in self.core.state_dict().items()}
         if self.recurrence is not None:
             own |= {f"recurrence.{k}": v for k, v in self.recurrence.state_dict().items()}
