@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
@@ -15,6 +17,11 @@ import pytest
 # hypothesis is imported (and its modules assertion-rewritten) before any test runs: after FFCV's
 # numba threads have run, CPython 3.11.7's ast.parse can fail with "AST constructor recursion
 # depth mismatch" (a CPython 3.11 bug), which hit hypothesis's late import in pytest's summary.
+# wandb and mlflow are imported early for the same reason: pydantic parses their source
+# (ast.parse) when their settings classes are defined, at import.
+for _early in ("wandb", "mlflow"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_early)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
