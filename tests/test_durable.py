@@ -162,31 +162,6 @@ def test_a_non_finite_loss_stops_training_naming_epoch_step_and_dataset(tmp_path
     assert "training stopped: the loss is not finite (nan or inf) at epoch 0, step 5 on dataset 'digits'" in err
 
 
-def test_a_killed_run_resumes_from_its_mid_epoch_checkpoint_to_the_same_weights(tmp_path, uninterrupted):
-    """kill -9 at an arbitrary moment: what was not checkpointed is redone, identically."""
-    config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")) + "checkpoint: {every_n_train_steps: 5}\n")
-    last = tmp_path / "runs" / "stop" / "checkpoints" / "last.ckpt"
-    job = subprocess.Popen([str(core.run.Path(sys.executable).parent / "core-train"), "fit", "--config", str(config)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import time
-
-        deadline = time.time() + 120
-        while time.time() < deadline and job.poll() is None:
-            if last.is_file() and torch.load(last, weights_only=True)["global_step"] >= 15:
-                break
-            time.sleep(0.05)
-        job.send_signal(signal.SIGKILL)
-    finally:
-        job.wait()
-    step = torch.load(last, weights_only=True)["global_step"]
-    assert 15 <= step < 36, step  # killed within the run, after a checkpoint inside an epoch or at its end
-    assert core_train(["fit", "--config", str(config), "--resume"]) == 0
-    resumed = _weights(last)
-    assert all(torch.equal(uninterrupted[0][k], resumed[k]) for k in resumed)
-
-
 def test_pretrained_that_is_not_a_checkpoint_is_one_message(tmp_path):
     from plugins.shared_core_readout.model import SharedCoreReadout
     from core import DatasetMeta
