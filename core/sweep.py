@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from core.config import RunConfig
+from core.durable import write_atomic
 from core.errors import ConfigError
 
 
@@ -60,9 +61,9 @@ def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[
             overrides += [f"name={name}", f"output_dir={folder}"]
             resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
             test = train(overrides, run_dir, resume)
-            _write_atomic(done, json.dumps({"run": name, "values": values, "test": test}, indent=2) + "\n")
+            write_atomic(done, json.dumps({"run": name, "values": values, "test": test}, indent=2) + "\n")
         rows.append(_row(json.loads(done.read_text()), run_dir))
-    _write_atomic(folder / "sweep.csv", _csv(rows))
+    write_atomic(folder / "sweep.csv", _csv(rows))
     _plot(rows, list(axes), folder / "sweep.png")
     return folder
 
@@ -109,15 +110,6 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
 def _plot(rows: list[dict[str, Any]], keys: list[str], out: Path) -> None:
