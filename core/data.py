@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning
 import numpy as np
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import Sampler as TorchSampler
 
 from core.errors import DataError
+from core.fitting import learn
 from core.prefetch import DevicePrefetch, ready_on_current_stream
 from core.kinds import Batch, DataFormat, DiskSplit, Sampler, Step, StorageBackend, Stream
 
@@ -221,6 +223,7 @@ class CoreDataModule(lightning.LightningDataModule):
         self.batch_size, self.num_workers, self.seed, self.placement = batch_size, num_workers, seed, placement
         self.predict_split = "test"  # the split `core-train predict` reads
         self.position = EpochPosition()  # of the training epoch, saved in checkpoints through the train loader
+        self.run_dir: Path | None = None  # where transforms that learn keep their state (core.fitting)
 
     @classmethod
     def single(cls, fmt: DataFormat, storage: StorageBackend, prepare: list[Step], device: list[Step], sampler: Sampler,
@@ -257,6 +260,7 @@ class CoreDataModule(lightning.LightningDataModule):
                 held = parts.storage.materialise(opened, parts.prepare)
                 target = self._data_device()
                 parts.opened[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
+            learn(parts, self.run_dir, write=self._rank()[0] == 0)
             if "train" in parts.opened and parts.sampler.needs:
                 try:
                     parts.sampler.bind(_columns(parts.opened["train"], parts.sampler.needs))

@@ -94,7 +94,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
     config = load_config(run_dir / "config.yaml")
     plugins = config.plugins
     resolved = resolve(config, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
-    datamodule, module = build_modules(resolved)
+    datamodule, module = build_modules(resolved, run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     load_weights(module, path)
     return LoadedRun(config, resolved, module.eval(), datamodule, path)
@@ -123,7 +123,7 @@ def evaluate(resolved: ResolvedRun, stage: str, run_dir: Path, checkpoint: str |
     """``validate`` or ``test`` a checkpoint; the stage's metrics."""
     from core.run import build_modules
 
-    datamodule, module = build_modules(resolved)
+    datamodule, module = build_modules(resolved, run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     load_weights(module, path)
     trainer = evaluator(resolved)
@@ -134,16 +134,18 @@ def evaluate(resolved: ResolvedRun, stage: str, run_dir: Path, checkpoint: str |
 def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split: str, record: list[str],
             output: Path | None) -> Path:
     """Write every sample's outputs on ``split`` (and the ``record``ed activations) to HDF5."""
+    from core.classes import subset_maps
     from core.predict import ActivationRecorder, PredictionWriter
     from core.run import build_modules
 
-    datamodule, module = build_modules(resolved)
+    datamodule, module = build_modules(resolved, run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     load_weights(module, path)
     datamodule.predict_split = split
     recorder = ActivationRecorder(module.model, record) if record else None
     target = output or run_dir / "predictions" / f"{split}.h5"
-    writer = PredictionWriter(target, split, {"checkpoint": str(path), "run": resolved.config.name}, recorder)
+    classes = {d.meta.name: subset_maps(d.fmt) for d in resolved.datasets}
+    writer = PredictionWriter(target, split, {"checkpoint": str(path), "run": resolved.config.name}, recorder, classes)
     ok = False
     try:
         with warnings.catch_warnings():  # the writer counts samples itself; Lightning's batch indices are not needed

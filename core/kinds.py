@@ -139,6 +139,12 @@ class DataFormat(ABC):
     @abstractmethod
     def open(self, split: str) -> Split | Stream: ...
 
+    def labels(self, split: str) -> dict[str, np.ndarray] | None:
+        """Each head's labels of ``split`` when the format can read them without the samples
+        (class groups then count split sizes in ``--dry-run``); None (the default): not known
+        before the split opens."""
+        return None
+
 
 class Transform(ABC):
     """Kind ``transform``: a named operation on a batch dict.
@@ -147,10 +153,14 @@ class Transform(ABC):
     float32 chunks) and/or ``device`` (per batch on the accelerator, in the model's dtype).
     ``train_only`` transforms (augmentations) are skipped when evaluating. ``__call__``
     returns the transformed batch; it must not modify its input in place.
+
+    A device-stage transform that sets ``learns`` learns from the training split before the
+    first batch (``normalize: {mean: auto}``): see :meth:`fit`.
     """
 
     stages: ClassVar[frozenset[str]] = frozenset()
     train_only: ClassVar[bool] = False
+    learns: bool = False
 
     @abstractmethod
     def __call__(self, batch: Batch) -> Batch: ...
@@ -162,6 +172,17 @@ class Transform(ABC):
         before loading, naming the transform's YAML path.
         """
         return layout
+
+    def fit(self, stim: Iterable[torch.Tensor], saved: dict[str, Any] | None) -> dict[str, Any]:
+        """Learn from the training split (called when ``learns``, before the first batch).
+
+        ``stim`` gives the split's stored ``stim`` in chunks (what the first device-stage
+        transform receives, before the cast: a learning transform must be listed first);
+        ``saved`` is the state returned in an earlier process of the same run (a resume, an
+        evaluation), kept in the run directory: return it unchanged to reuse it without
+        reading. The returned state must be JSON (lists, numbers, strings).
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets learns but has no fit()")
 
 
 @dataclass(frozen=True)
@@ -243,15 +264,21 @@ class Sampler(ABC):
 
     Every rank must get disjoint indices and the same number of them: :meth:`shard` does
     that for an order of the whole dataset. A sampler that weights samples by their fields
-    names them in ``needs`` (a run whose data lacks one fails before loading) and receives
-    the training split's values in ``bind``; ``set_step`` tells it the global training step
-    before every batch (a curriculum's clock).
+    or labels names them in ``needs`` (fields such as ``contrast``, or label heads; a run
+    whose data lacks one fails before loading) and receives the training split's values in
+    ``bind``; ``bind_meta`` gives it the dataset's metadata first (its heads and classes:
+    it may set ``needs`` there); ``set_step`` tells it the global training step before
+    every batch (a curriculum's clock).
     """
 
-    needs: ClassVar[tuple[str, ...]] = ()
+    needs: tuple[str, ...] = ()
+
+    def bind_meta(self, meta: DatasetMeta) -> None:
+        """The dataset's metadata, when the run is resolved (before ``needs`` is checked);
+        raise ``ValueError`` for data the sampler cannot order (a config error at its YAML path)."""
 
     def bind(self, fields: dict[str, np.ndarray]) -> None:
-        """The training split's ``needs`` fields, once the split is open."""
+        """The training split's ``needs`` fields and label heads, once the split is open."""
 
     def set_step(self, step: int) -> None:
         """The optimiser steps taken so far."""

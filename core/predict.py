@@ -5,7 +5,11 @@ The file holds one group per dataset with, for every sample of the split in orde
 ``<head>/predicted`` (argmax; per time step for outputs over time), ``<head>/label`` and
 ``<head>/per_class_accuracy`` (classes,) when the split has labels, ``responses`` for
 response models, and with ``--record`` the activations of the named modules of the model
-(``record/<name>``: what seeds keep as model responses for analysis). Datasets grow as
+(``record/<name>``: what seeds keep as model responses for analysis). When the data selects
+classes (``classes``, ``group``, ``label_map``: :mod:`core.classes`), each such head's group
+has the attribute ``label_map`` (JSON: each id's original ids and names) and, per sample,
+``predicted_original`` and ``label_original`` (when each id stands for one original class)
+and ``predicted_name`` (when the classes have names). Datasets grow as
 batches arrive (chunked, resizable), so nothing is held in RAM beyond one batch; the file
 is written under a temporary name in the same folder and moved into place at the end.
 Attributes: ``split``, ``checkpoint``, ``run``.
@@ -17,9 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from core.classes import ClassMap
 from core.errors import ConfigError, did_you_mean
 
 
@@ -52,13 +58,15 @@ class ActivationRecorder:
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Appends each predicted batch to an HDF5 file (``path``, moved into place by ``close``)."""
+    """Appends each predicted batch to an HDF5 file (``path``, moved into place by ``close``);
+    ``classes`` holds each dataset's class maps (``{dataset: {head: ClassMap}}``)."""
 
-    def __init__(self, path: Path, split: str, attrs: dict[str, str], recorder: ActivationRecorder | None) -> None:
+    def __init__(self, path: Path, split: str, attrs: dict[str, str], recorder: ActivationRecorder | None,
+                 classes: dict[str, dict[str, ClassMap]] | None = None) -> None:
         super().__init__(write_interval="batch")
         import h5py
 
-        self.path, self.recorder = path, recorder
+        self.path, self.recorder, self.classes = path, recorder, classes or {}
         self.partial = path.with_name(f".{path.name}.partial")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = h5py.File(self.partial, "w")
@@ -79,6 +87,9 @@ class PredictionWriter(BasePredictionWriter):
         if self.recorder is not None:
             arrays |= {f"record/{k}": v for k, v in self.recorder.take().items()}
         group = self.file.require_group(name)
+        for head, mapping in self.classes.get(prediction["dataset"], {}).items():
+            if f"{head}/predicted" in arrays:
+                arrays |= _originals(group, head, mapping, arrays)
         for key, value in arrays.items():
             _append(group, key, value)
         self.counts[name] = start + size
@@ -110,11 +121,33 @@ def per_class_accuracy(file: Any) -> None:
             group[head].create_dataset("per_class_accuracy", data=metric.compute().numpy())
 
 
-def _append(group: Any, key: str, value: torch.Tensor) -> None:
-    array = (value.float() if value.is_floating_point() else value).cpu().numpy()
+def _originals(group: Any, head: str, mapping: ClassMap, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A selected head's original classes: the map as an attribute, each sample's original ids and names."""
+    import json
+
+    group.require_group(head).attrs["label_map"] = json.dumps(mapping.describe())
+    predicted = arrays[f"{head}/predicted"].cpu().numpy()
+    out: dict[str, np.ndarray] = {}
+    inverse = mapping.inverse()
+    if inverse is not None:
+        out[f"{head}/predicted_original"] = inverse[predicted]
+        if f"{head}/label" in arrays:
+            label = arrays[f"{head}/label"].cpu().numpy()
+            out[f"{head}/label_original"] = np.where(label >= 0, inverse[np.clip(label, 0, len(inverse) - 1)], -1)
+    names = mapping.new_names()
+    if names is not None:
+        out[f"{head}/predicted_name"] = np.array(names, dtype=object)[predicted]
+    return out
+
+
+def _append(group: Any, key: str, value: torch.Tensor | np.ndarray) -> None:
+    import h5py
+
+    array = value if isinstance(value, np.ndarray) else (value.float() if value.is_floating_point() else value).cpu().numpy()
     if key not in group:
         group.create_dataset(key, data=array, maxshape=(None, *array.shape[1:]),
-                             chunks=(max(1, min(len(array), 1024)), *array.shape[1:]))
+                             chunks=(max(1, min(len(array), 1024)), *array.shape[1:]),
+                             dtype=h5py.string_dtype() if array.dtype == object else None)
         return
     dataset = group[key]
     start = dataset.shape[0]

@@ -13,10 +13,12 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.classes import ClassSubset, class_options
 from core.compiling import check_compile
 from core.config import RunConfig, component
 from core.datasets import DatasetSpec, dataset_specs
 from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean, short_repr
+from core.fitting import check_learners
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import validate_options
@@ -207,17 +209,21 @@ def all_heads(datasets: list[ResolvedDataset]) -> dict[str, int]:
 
 
 def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, used: list[Used]) -> ResolvedDataset:
-    fmt_c = check(registry, "format", spec.format, spec.at("format"))
+    format_spec, selected = class_options(spec.format, spec.at("format"))
+    fmt_c = check(registry, "format", format_spec, spec.at("format"))
     storage_c = check(registry, "storage", spec.storage, spec.at("storage"))
     sampler_c = check(registry, "sampler", spec.sampler, spec.at("sampler"))
     transform_c = [check(registry, "transform", t, spec.at(f"transforms.{i}")) for i, t in enumerate(spec.transforms)]
     fmt = fmt_c.build()
+    if selected:
+        fmt = ClassSubset(fmt, selected)
     meta = fmt.meta()
     if spec.name:
         meta = replace(meta, name=spec.name)
     storage = storage_c.build()
     steps = [Step(c.used.path, c.used.name, c.build()) for c in transform_c]
     prepare, device = storage.plan(steps, meta.name)
+    check_learners(device, meta.name)
     if fmt.streams and prepare:
         raise ConfigError(prepare[0].path, f"format '{fmt_c.used.name}' streams batches from disk, so transform "
                           f"'{prepare[0].name}' cannot run once at preparation",
@@ -226,11 +232,15 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
     memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
                          config.data.memory_budget, streamed=fmt.streams)
     sampler = sampler_c.build()
-    needed = [name for name in sampler.needs if name not in meta.fields]
+    try:
+        sampler.bind_meta(meta)
+    except ValueError as exc:
+        raise ConfigError(sampler_c.options_path, f"sampler '{sampler_c.used.name}': {exc}") from None
+    needed = [name for name in sampler.needs if name not in meta.fields and name not in meta.heads]
     if needed:
         raise ConfigError(spec.at("sampler"), f"sampler '{sampler_c.used.name}' weights samples by "
-                          f"{', '.join(needed)}, but dataset '{meta.name}' has no such field (it has: "
-                          f"{', '.join(meta.fields) or 'only stim and labels'})",
+                          f"{', '.join(needed)}, but dataset '{meta.name}' has no such field or head (it has: "
+                          f"fields {', '.join(meta.fields) or '(none)'}; heads {', '.join(meta.heads) or '(none)'})",
                           fix="use data.sampler: random, or data that records it (e.g. a session's contrast)")
     used += [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used]
     model_meta = replace(meta, stim_shape=layout.shape, stim_axes=layout.axes)

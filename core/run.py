@@ -3,7 +3,8 @@
 Run directory ``output_dir/<name>/``: ``config.yaml`` (resolved), ``plugins.json``
 (provenance), ``metrics.csv`` (the ``csv`` logger), ``checkpoints/last.ckpt`` (for
 ``--resume``) and ``checkpoints/best.ckpt``, ``curves.png``; what the other loggers write
-(``tensorboard/``, ``wandb/``, ``mlruns/``).
+(``tensorboard/``, ``wandb/``, ``mlruns/``); ``label_map.json`` when the data selects
+classes (:mod:`core.classes`) and ``learned.json`` when a transform learns (:mod:`core.fitting`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from core.classes import write_label_maps
 from core.config import RunConfig, to_yaml
 from core.durable import RunLock, write_atomic
 from core.errors import ConfigError
@@ -22,8 +24,8 @@ from core.kinds import InOrder
 from core.experiment import Sweep, run_sweep
 from core.resolve import ResolvedRun
 
-RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "checkpoints", "experiment.csv",
-             "experiment.png", "tensorboard", "wandb", "mlruns")
+RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "label_map.json", "learned.json",
+             "checkpoints", "experiment.csv", "experiment.png", "tensorboard", "wandb", "mlruns")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -90,8 +92,8 @@ def run_hparams(resolved: ResolvedRun) -> dict[str, Any]:
     return {"config": resolved.config.model_dump(mode="json"), "plugins": plugins, "versions": versions}
 
 
-def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
-    """The run's LightningDataModule and LightningModule."""
+def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[Any, Any]:
+    """The run's LightningDataModule and LightningModule; ``run_dir`` keeps what transforms learn."""
     from core.compiling import apply_compile
     from core.data import CoreDataModule, DatasetParts
     from core.module import MultiHeadClassifier
@@ -100,6 +102,7 @@ def build_modules(resolved: ResolvedRun) -> tuple[Any, Any]:
     parts = [DatasetParts(d.meta.name, d.fmt, d.storage, d.prepare, list(d.device), d.sampler) for d in resolved.datasets]
     datamodule = CoreDataModule(parts, InOrder(), config.data.batch_size, config.data.num_workers, config.seed,
                                 resolved.placement.where, config.data.interleave)
+    datamodule.run_dir = run_dir
     model = apply_compile(resolved.model, config.compile)
     module = MultiHeadClassifier(model, resolved.heads, resolved.loss_weights, config.optim,
                                  config=config.model_dump(mode="json"))
@@ -119,7 +122,7 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     from core.progress import IntervalProgressBar
 
     config = resolved.config
-    datamodule, module = build_modules(resolved)
+    datamodule, module = build_modules(resolved, run_dir)
     chosen = config.checkpoint
     best = ModelCheckpoint(  # one best checkpoint is best.ckpt; several keep their epoch in the name
         dirpath=run_dir / "checkpoints", filename="best" if chosen.save_top_k == 1 else "best-{epoch:03d}",
@@ -175,6 +178,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
 
     record_config(run_dir, config, changes)
     write_atomic(run_dir / "plugins.json", json.dumps(provenance(resolved), indent=2) + "\n")
+    write_label_maps(run_dir, [(d.meta.name, d.fmt) for d in resolved.datasets])
     trainer, datamodule, module, best = build_trainer(resolved, run_dir)
     # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -209,7 +213,7 @@ def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str)
     from core.evaluate import checkpoint_path, load_weights
 
     run_dir = run_dir_of(resolved.config)
-    datamodule, module = build_modules(resolved)
+    datamodule, module = build_modules(resolved, run_dir)
     load_weights(module, checkpoint_path(run_dir, checkpoint))
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = run_sweep(sweep, module, datamodule, resolved.config.trainer, run_dir)

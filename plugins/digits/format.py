@@ -16,6 +16,7 @@ from core import DataFormat, DatasetMeta, Split
 
 N_SAMPLES = 1797
 HEAD_CLASSES = {"digit": 10, "parity": 2}
+CLASS_NAMES = {"digit": [str(d) for d in range(10)], "parity": ["even", "odd"]}
 
 
 class Digits(DataFormat):
@@ -49,20 +50,26 @@ class Digits(DataFormat):
             stim_shape=(self.channels, self.image_size, self.image_size),
             heads={head: HEAD_CLASSES[head] for head in self.heads},
             split_sizes={split: stop - start for split, (start, stop) in self._bounds().items()},
+            extra={"class_names": {head: CLASS_NAMES[head] for head in self.heads}},
         )
+
+    def _index(self, split: str) -> np.ndarray:
+        start, stop = self._bounds()[split]
+        return np.random.default_rng(self.split_seed).permutation(N_SAMPLES)[start:stop]
+
+    def labels(self, split: str) -> dict[str, np.ndarray]:
+        from sklearn.datasets import load_digits
+
+        target = load_digits().target.astype(np.int64)[self._index(split)]
+        return {head: {"digit": target, "parity": target % 2}[head] for head in self.heads}
 
     def open(self, split: str) -> Split:
         from sklearn.datasets import load_digits
 
-        bunch = load_digits()
-        images, target = bunch.images, bunch.target.astype(np.int64)
+        images = load_digits().images
         assert len(images) == N_SAMPLES, f"scikit-learn's digits changed size: {len(images)}"
-        order = np.random.default_rng(self.split_seed).permutation(N_SAMPLES)
-        start, stop = self._bounds()[split]
-        index = order[start:stop]
-        stim = _to_uint8(images[index], self.image_size, self.channels)
-        labels = {"digit": target[index], "parity": target[index] % 2}
-        return Split({"stim": stim, **{head: labels[head] for head in self.heads}})
+        stim = _to_uint8(images[self._index(split)], self.image_size, self.channels)
+        return Split({"stim": stim, **self.labels(split)})
 
 
 def _to_uint8(images: np.ndarray, size: int, channels: int) -> np.ndarray:

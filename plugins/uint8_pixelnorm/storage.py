@@ -4,14 +4,21 @@ Pixels are held as read (uint8: a quarter of float32), a batch crosses to the de
 uint8 and is cast there to the model's dtype; ``pixelnorm`` then runs on the device as a
 device-stage transform. Since raw pixels are kept, a transform that runs only at
 preparation (``fftwhitening``, ``temporal_basis``) cannot be applied: the plan refuses it.
+
+When the first device-stage transform is an affine map that offers ``affine(dtype, device)``
+and ``fuse()`` (``normalize``), the finish applies it with the cast, in one op on the
+device (``addcmul(bias, x_uint8, weight)``: no float copy of the raw batch), and the
+transform then passes ``stim`` through.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from core import DEVICE, ConfigError, DataError, Split, Step
+from core import DEVICE, Batch, ConfigError, DataError, Split, Step
 from core.materialise import ChunkedStorage
 
 
@@ -19,6 +26,7 @@ class Uint8Storage(ChunkedStorage):
     dtype_name = "uint8"
     bytes_per_value = 1
     torch_dtype = torch.uint8
+    fused: Any = None  # the device-stage transform the finish applies (see the module's doc)
 
     def plan(self, steps: list[Step], dataset: str) -> tuple[list[Step], list[Step]]:
         for step in steps:
@@ -30,7 +38,18 @@ class Uint8Storage(ChunkedStorage):
                     "(such as pixelnorm)",
                     fix=f"use data.storage: bfloat16 (2x the memory of uint8) or float32 (4x) to apply '{step.name}'",
                 )
+        first = steps[0].transform if steps else None
+        fusable = callable(getattr(first, "affine", None)) and callable(getattr(first, "fuse", None))
+        self.fused = first if fusable else None
+        if fusable:
+            first.fuse()
         return [], list(steps)
+
+    def finish(self, batch: Batch, dtype: torch.dtype) -> Batch:
+        if self.fused is None:
+            return super().finish(batch, dtype)
+        weight, bias = self.fused.affine(dtype, batch["stim"].device)
+        return {**batch, "stim": torch.addcmul(bias, batch["stim"], weight)}
 
     def materialise(self, split: Split, prepare: list[Step]) -> dict[str, torch.Tensor]:
         dtype = split.fields["stim"].dtype
