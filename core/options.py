@@ -8,6 +8,7 @@ options pass, and each error names the YAML path, the value and what was expecte
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -49,6 +50,35 @@ def describe_type(hint: Any) -> str:
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
     return getattr(hint, "__name__", None) if not typing.get_args(hint) else str(hint).replace("typing.", "")
+
+
+_MARK = re.compile(r"((?:``\w+``,\s*)*``\w+``):\s")  # ``name``: or ``a``, ``b``: (options sharing one text)
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence (a ``.`` before a capital letter or a ``literal``)."""
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z`])", text.strip(), maxsplit=1)[0]
+
+
+def option_docs(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Each option of ``factory`` as ``{name, type, required, default, doc}`` (no ``default``
+    when required), for ``core-plugins show`` and the reference docs. ``doc`` is the text after
+    ``name``: (or after ``name:`` at a line's start) in the factory's docstrings: its first
+    sentence, cut at the next such marker; see docs/writing-plugins.md, "Document the options"."""
+    model, known, _ = _schema(factory, skip)
+    texts: dict[str, str] = {}
+    docs = [factory.__doc__, factory.__init__.__doc__ if inspect.isclass(factory) else None]
+    for paragraph in re.split(r"\n\s*\n", "\n\n".join(inspect.cleandoc(doc) for doc in docs if doc)):
+        text = " ".join(re.sub(r"^(\w+):\s", r"``\1``: ", line.strip()) for line in paragraph.splitlines())
+        marks = [m for m in _MARK.finditer(text) if set(re.findall(r"``(\w+)``", m.group(1))) & known]
+        for mark, after in zip(marks, [*marks[1:], None]):
+            for name in re.findall(r"``(\w+)``", mark.group(1)):
+                texts.setdefault(name, first_sentence(text[mark.end():after.start() if after else None]))
+    rows = []
+    for name, field in model.model_fields.items():
+        row = {"name": name, "type": describe_type(field.annotation), "required": field.is_required()}
+        rows.append({**row, **({} if row["required"] else {"default": field.default}), "doc": texts.get(name, "")})
+    return rows
 
 
 def validate_options(

@@ -121,11 +121,17 @@ class Checked:
     options_path: str
 
     def build(self, *context: Any) -> Any:
-        """Call the factory; ``context`` goes first (models: meta). A factory's ValueError
-        (an option combination its type hints cannot express) becomes a config error."""
+        """Call the factory; ``context`` goes first (models: meta). A factory's ValueError or
+        TypeError (an option combination its type hints cannot express) becomes a config error
+        at the component's YAML path, and a ConfigError's path relative to the options
+        (``urls``, or empty) is put under it."""
         try:
             return self.factory(*context, **self.options)
-        except ValueError as exc:
+        except ConfigError as exc:
+            if exc.path == self.options_path or exc.path.startswith(f"{self.options_path}."):
+                raise
+            raise ConfigError(".".join(filter(None, (self.options_path, exc.path))), exc.message, exc.fix) from None
+        except (ValueError, TypeError) as exc:
             raise ConfigError(self.options_path, f"{self.used.kind} '{self.used.name}': {exc}") from None
 
 
@@ -165,7 +171,7 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     memory = datasets[0].memory if len(datasets) == 1 else total_plan([d.memory for d in datasets])
     targets = all_heads(datasets) | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
     loss_weights = _loss_weights(config.loss_weights, targets)
-    model = _build_model(model_c, datasets)
+    model = build_model(model_c, [d.model_meta for d in datasets])
     for checked in callback_c:  # built once here so that --dry-run reports an option combination a factory refuses
         checked.build()
     used += [model_c.used, *(c.used for c in logger_c), *(c.used for c in callback_c)]
@@ -247,17 +253,17 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
     return ResolvedDataset(fmt, meta, storage, steps, prepare, device, sampler, memory, model_meta)
 
 
-def _build_model(model_c: Checked, datasets: list[ResolvedDataset]) -> Any:
+def build_model(model_c: Checked, metas: list[DatasetMeta]) -> Any:
     """``factory(meta, **options)``; a factory taking ``datasets`` also gets every dataset's meta by name."""
     import inspect
 
     takes_all = "datasets" in inspect.signature(model_c.factory).parameters
-    if len(datasets) > 1 and not takes_all:
+    if len(metas) > 1 and not takes_all:
         raise ConfigError("model", f"model '{model_c.used.name}' is built for one dataset, but this run has "
-                          f"{len(datasets)}", fix="use a model with one readout per dataset (shared_core_readout)")
+                          f"{len(metas)}", fix="use a model with one readout per dataset (shared_core_readout)")
     if takes_all:
-        return model_c.build(datasets[0].model_meta, {d.model_meta.name: d.model_meta for d in datasets})
-    return model_c.build(datasets[0].model_meta)
+        return model_c.build(metas[0], {meta.name: meta for meta in metas})
+    return model_c.build(metas[0])
 
 
 def _backends(registry: Registry, chosen: str, built: StorageBackend) -> dict[str, StorageBackend]:

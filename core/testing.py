@@ -1,182 +1,160 @@
-"""Helpers for tests of core-train and of its plugins.
+"""What a plugin's own tests need: a registry, its components checked and built as a run
+would, a tiny dataset and a few real training steps::
 
-:class:`HostSyncs` counts the operations that make the host wait for the accelerator (a
-"host synchronisation"): reading a value (``.item()``, ``bool(t)``, ``float(t)``,
-``.tolist()``), ops whose output shape depends on the data (``nonzero``, ``unique``,
-``masked_select``, boolean-mask indexing, ``repeat_interleave`` without ``output_size``)
-and ``torch.equal``. Each of them drains the GPU's queue when it runs on CUDA; on the CPU
-nothing waits, but the same ops run through the same dispatcher, so the count made on the
-CPU is the count a GPU run would pay. A device-side transform, a module's step or a
-metric is held to zero::
+    from core.testing import build, check_component, registry, run_config
 
-    with HostSyncs() as syncs:
-        transform(batch)
-    assert syncs.total == 0, syncs.counts
+    plugins = registry(my_plugin)  # the installed plugins, the format 'tiny' and my_plugin
+    invert = build("transform", "invert", {"gain": 2.0}, registry=plugins)
+    check_component("transform", "invert", {"gian": 2.0}, registry=plugins)  # ConfigError: ... no option 'gian'
+    metrics = run_config({"data": {"format": "tiny", "transforms": ["pixelnorm", "invert"]},
+                          "model": "simple_cnn"}, registry=plugins)
 
-:func:`count_training_syncs` counts over every training batch of a real run (the fetch of
-the batch, its move and finish, the step, the callbacks and the logging), not over
-validation, and gives the count per training step.
+:mod:`core.pytest_plugin` gives them as fixtures. Host-synchronisation counting
+(:class:`HostSyncs`, :func:`count_training_syncs`) lives in :mod:`core.host_syncs` and is
+re-exported here. Importing this module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+import csv
+import importlib
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from core import SPLITS, DataFormat, DatasetMeta, Layout, Split, hookimpl
+from core.registry import Registry
 
-aten = torch.ops.aten
+if TYPE_CHECKING:
+    from core.resolve import Checked
 
-# ops whose output shape (or value on the host) depends on the data: the host must wait
-_DATA_DEPENDENT = {
-    aten._local_scalar_dense.default: "item",  # .item(), bool(t), float(t), int(t), if t: ...
-    aten.nonzero.default: "nonzero",
-    aten.nonzero.out: "nonzero",
-    aten.masked_select.default: "masked_select",
-    aten.equal.default: "equal",
-    aten.repeat_interleave.Tensor: "repeat_interleave",
-}
-_UNIQUE = ("unique", "_unique")
-_INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
-
-
-def _sync_name(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    name = _DATA_DEPENDENT.get(func)
-    if name is not None:
-        if func is aten.repeat_interleave.Tensor and kwargs.get("output_size") is not None:
-            return None
-        return name
-    if func.__name__.split(".")[0].startswith(_UNIQUE):
-        return "unique"
-    if func in _INDEXING and len(args) > 1:
-        indices = args[1] or ()
-        if any(torch.is_tensor(i) and i.dtype in (torch.bool, torch.uint8) for i in indices):
-            return "boolean mask indexing"
-    return None
+# where a run names each kind: a checked component's errors give the path a run's would
+PATHS = {"format": "data.format", "storage": "data.storage", "transform": "data.transforms.0", "sampler": "data.sampler",
+         "model": "model", "logger": "logging.0", "callback": "callbacks.0", "tool": "--to"}
+# run_config's additions to a config (each one the config sets wins): a few steps on the CPU
+RUN_DEFAULTS = {"name": "test", "logging": ["csv"], "callbacks": []}
+TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 2,
+                    "limit_val_batches": 1, "limit_test_batches": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False}
 
 
-class _ToList(TorchFunctionMode):
-    """``Tensor.tolist`` reads the data directly (no dispatcher op on the CPU): seen here."""
+class TinyDataset(DataFormat):
+    """Format ``tiny``: random uint8 images and labels made in memory, for tests.
 
-    def __init__(self, counts: Counter[str], active: list[bool]) -> None:
-        super().__init__()
-        self.counts, self.active = counts, active
+    ``n``: samples per split. ``shape``: one sample's stim, whose axes ``axes`` names.
+    ``heads``: each label head and its number of classes (default ``{label: 3}``).
+    ``fields``: other per-sample arrays as ``{name: [shape, dtype]}`` (``DatasetMeta.fields``),
+    e.g. ``{contrast: [[], float32]}``. ``seed``: the random draw."""
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        if func is torch.Tensor.tolist and self.active[0]:
-            self.counts["tolist"] += 1
-        return func(*args, **(kwargs or {}))
+    def __init__(self, n: int = 16, shape: tuple[int, ...] = (1, 8, 8), axes: str = "CHW",
+                 heads: dict[str, int] | None = None, fields: dict[str, tuple[tuple[int, ...], str]] | None = None,
+                 seed: int = 0) -> None:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n}")
+        self.n, self.seed = n, seed
+        layout = Layout(tuple(shape), axes)  # ValueError if the axes do not match the shape
+        fields = {name: (tuple(shape), dtype) for name, (shape, dtype) in (fields or {}).items()}
+        self._meta = DatasetMeta("tiny", layout.shape, dict(heads or {"label": 3}), dict.fromkeys(SPLITS, n),
+                                 stim_axes=layout.axes, fields=fields)
 
+    def meta(self) -> DatasetMeta:
+        return self._meta
 
-class HostSyncs(TorchDispatchMode):
-    """Counts host synchronisations by kind (``counts``); ``total`` is their sum."""
+    def open(self, split: str) -> Split:
+        import numpy as np
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: Counter[str] = Counter()
-        self._active = [True]
-        self._tolist = _ToList(self.counts, self._active)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def __enter__(self) -> HostSyncs:
-        self._tolist.__enter__()
-        super().__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        super().__exit__(*exc)
-        self._tolist.__exit__(*exc)
-
-    @contextlib.contextmanager
-    def counting(self, on: bool) -> Iterator[None]:
-        """Count inside this block (``on``) or not (``not on``), whatever was the case around it."""
-        before = self._active[0]
-        self._active[0] = on
-        try:
-            yield
-        finally:
-            self._active[0] = before
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if self._active[0]:
-            name = _sync_name(func, args, kwargs)
-            if name is not None:
-                self.counts[name] += 1
-        return func(*args, **kwargs)
+        rng, meta = np.random.default_rng([self.seed, SPLITS.index(split)]), self._meta
+        arrays = {"stim": rng.integers(0, 256, (self.n, *meta.stim_shape), dtype=np.uint8)}
+        arrays |= {head: rng.integers(0, classes, self.n) for head, classes in meta.heads.items()}
+        arrays |= {name: rng.random((self.n, *shape)).astype(dtype) for name, (shape, dtype) in meta.fields.items()}
+        return Split(arrays)
 
 
-@dataclass
-class TrainingSyncs:
-    """Host synchronisations over the training batches of a run: ``counts`` by kind, ``steps`` batches."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    steps: int = 0
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def per_step(self) -> float:
-        return self.total / max(self.steps, 1)
+@hookimpl
+def core_data_formats() -> dict[str, Any]:
+    return {"tiny": TinyDataset}
 
 
-@contextlib.contextmanager
-def count_training_syncs() -> Iterator[TrainingSyncs]:
-    """Count host synchronisations in every Lightning training batch run inside this block.
+def registry(*plugins: ModuleType | str) -> Registry:
+    """The plugins a run loads (every installed one), this module's format ``tiny``, and
+    ``plugins`` (modules or their import names) added as installed ones are; a module
+    installed already is not added twice."""
+    loaded = Registry.load()
+    for plugin in (sys.modules[__name__], *plugins):
+        module = importlib.import_module(plugin) if isinstance(plugin, str) else plugin
+        if not loaded.manager.is_registered(module):
+            loaded.add(module)
+    return loaded
 
-    One training batch is Lightning's ``_TrainingEpochLoop.advance``: fetching the batch,
-    moving and finishing it (``on_after_batch_transfer``), the step and optimizer, the
-    batch-end callbacks (progress bar included) and the step's logging. Validation, test
-    and the epoch-end work are not counted, nor is ``torch.optim``'s own update (the
-    closure it calls, the training step and backward, is): torch keeps its optimizers' step
-    counters on the host on purpose (their ``.item()`` reads host memory; a GPU run does not
-    wait there)."""
-    from lightning.pytorch.loops.optimization.automatic import Closure
-    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 
-    result = TrainingSyncs()
-    original = _TrainingEpochLoop.advance
-    mode = HostSyncs()
+def _or_default(given: Registry | None) -> Registry:
+    return given if given is not None else registry()
 
-    def advance(loop: _TrainingEpochLoop, *args: Any, **kwargs: Any) -> None:
-        result.steps += 1
-        with mode.counting(True):
-            return original(loop, *args, **kwargs)
 
-    paused: list[contextlib.AbstractContextManager[None]] = []
+def check_component(kind: str, name: str, options: Mapping[str, Any] | None = None, *,
+                    registry: Registry | None = None, path: str | None = None) -> Checked:
+    """``{name: options}`` resolved and validated as a run does at ``path`` (default: where a
+    run names ``kind``, e.g. ``data.transforms.0``), in ``registry`` (default: :func:`registry`
+    with no plugin added). Raises the run's ConfigError; ``.build()`` the result to build it."""
+    from core.resolve import check
 
-    def optimizer_starts(*_: Any) -> None:
-        paused.append(mode.counting(False))
-        paused[-1].__enter__()
+    return check(_or_default(registry), kind, {name: dict(options or {})}, path or PATHS[kind])
 
-    def optimizer_ends(*_: Any) -> None:
-        paused.pop().__exit__(None, None, None)
 
-    def closure(self: Closure, *args: Any, **kwargs: Any) -> Any:
-        with mode.counting(True):  # Lightning's closure (the training step and backward) runs inside step()
-            return step_and_backward(self, *args, **kwargs)
+def build(kind: str, name: str, options: Mapping[str, Any] | None = None, meta: DatasetMeta | None = None, *,
+          registry: Registry | None = None, run_dir: str | Path | None = None) -> Any:
+    """The component built as a run builds it: a model for ``meta`` (default: the tiny
+    dataset's), a logger writing into ``run_dir`` (default: a new temporary folder)."""
+    checked = check_component(kind, name, options, registry=registry)
+    if kind == "model":
+        from core.resolve import build_model
 
-    step_and_backward = Closure.__call__
-    _TrainingEpochLoop.advance = advance  # type: ignore[method-assign]
-    Closure.__call__ = closure  # type: ignore[method-assign]
-    hooks = [register_optimizer_step_pre_hook(optimizer_starts), register_optimizer_step_post_hook(optimizer_ends)]
-    try:
-        with mode, mode.counting(False):
-            yield result
-    finally:
-        _TrainingEpochLoop.advance = original  # type: ignore[method-assign]
-        Closure.__call__ = step_and_backward  # type: ignore[method-assign]
-        for hook in hooks:
-            hook.remove()
-        result.counts.update(mode.counts)
+        return build_model(checked, [meta or TinyDataset().meta()])
+    if kind == "logger":
+        return checked.build(Path(run_dir or tempfile.mkdtemp(prefix="core-testing-")))
+    return checked.build()
+
+
+def run_config(config: Mapping[str, Any], *, registry: Registry | None = None,
+               output_dir: str | Path | None = None) -> dict[str, float]:
+    """Train ``config`` (a run's YAML as a dict) as ``core-train`` does (check, resolve, run
+    directory, fit, test the best checkpoint) and return the final metrics: the last value of
+    each column of ``metrics.csv``, then the test metrics. Added unless the config sets them:
+    :data:`RUN_DEFAULTS`, :data:`TRAINER_DEFAULTS` (two training steps on the CPU) and
+    ``output_dir`` (default: a new temporary folder)."""
+    import lightning
+
+    from core.config import parse_config
+    from core.memory import check_fits
+    from core.paths import check_output_dir
+    from core.resolve import check_accelerator, resolve
+    from core.run import fit_and_test, prepare_run_dir
+    from core.terminal import quiet_terminal
+
+    raw = {**RUN_DEFAULTS, **config, "trainer": {**TRAINER_DEFAULTS, **config.get("trainer", {})}}
+    raw.setdefault("output_dir", str(output_dir or tempfile.mkdtemp(prefix="core-testing-")))
+    parsed = parse_config(raw)
+    with quiet_terminal():
+        lightning.seed_everything(parsed.seed, workers=True, verbose=False)
+        resolved = resolve(parsed, _or_default(registry))
+        check_accelerator(parsed.trainer)
+        check_fits(resolved.memory)
+        check_output_dir(parsed)
+        run_dir = prepare_run_dir(parsed, resume=False, overwrite=True)
+        tested = fit_and_test(resolved, run_dir, resume=False)
+    metrics: dict[str, float] = {}
+    if (run_dir / "metrics.csv").is_file():
+        with open(run_dir / "metrics.csv", newline="") as rows:
+            metrics = {key: float(value) for row in csv.DictReader(rows) for key, value in row.items() if value}
+    return metrics | tested
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("HostSyncs", "TrainingSyncs", "count_training_syncs"):  # torch is imported only when asked for
+        from core import host_syncs
+
+        return getattr(host_syncs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from core.cli import cli
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="core-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="print a format's metadata (heads, shapes, split sizes)")
+    info = sub.add_parser("info", help="print a format's metadata (heads, shapes, split sizes, fields)")
     info.add_argument("format", help="a format name, e.g. digits")
     info.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a format option (repeatable)")
     convert = sub.add_parser("convert", help="write a dataset of any map-style format with a dataset tool")
@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry.load()
     if args.command == "info":
         meta = check(registry, "format", {args.format: _options(args.option)}, "format").build().meta()
+        fields = {name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype) in meta.fields.items()}
         print(json.dumps({"name": meta.name, "stim_shape": list(meta.stim_shape), "stim_axes": meta.stim_axes,
-                          "stim_dtype": meta.stim_dtype, "heads": meta.heads, "split_sizes": meta.split_sizes}, indent=2))
+                          "stim_dtype": meta.stim_dtype, "heads": meta.heads, "split_sizes": meta.split_sizes,
+                          "fields": fields}, indent=2))
         return 0
     if args.command == "convert":
         from core.options import validate_options

@@ -54,7 +54,7 @@ class WebDatasetFormat(DataFormat):
             pipes = [u for u in ([value] if isinstance(value, str) else value or []) if is_pipe(u)]
             if pipes and not allow_pipe:
                 raise ConfigError(
-                    f"data.format.webdataset.{option}",
+                    option,  # relative to the options: the core puts it under the format's YAML path
                     f"'{pipes[0][:200]}' is a pipe: URL, which runs that shell command; a config runs commands only "
                     "with the format option allow_pipe: true (off by default)",
                     fix="set allow_pipe: true in the format's options if you trust the command (it runs with your "
