@@ -12,7 +12,6 @@ that do not match by name or shape are reported and left as initialised.
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 import torch
@@ -20,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import Batch, DatasetMeta
-
-log = logging.getLogger("core")
+from plugins.zoo.pretrained import load_pretrained
 
 
 class ConvGRU(nn.Module):
@@ -102,8 +100,8 @@ class SharedCoreReadout(nn.Module):
         self.readouts = nn.ModuleDict({
             name: FactorisedReadout(channels, height, width, m.fields["responses"][0][-1]) for name, m in datasets.items()
         })
-        if pretrained:
-            self.load_core(pretrained)
+        if pretrained:  # the core's weights (and the recurrence's); the readouts start fresh
+            load_pretrained(self, pretrained, prefixes=("core.", "recurrence."), required="core.", what="core tensors")
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         stim = batch["stim"]
@@ -114,32 +112,3 @@ class SharedCoreReadout(nn.Module):
         if self.recurrence is not None:
             maps = self.recurrence(maps.view(b, t, *maps.shape[1:])).flatten(0, 1)
         return {"responses": self.readouts[batch["dataset"]](maps).view(b, t, -1)}
-
-    def load_core(self, path: str) -> None:
-        """The core's weights from a checkpoint (weights only); report what did not match."""
-        from pathlib import Path
-
-        if not Path(path).is_file():
-            raise ValueError(f"pretrained: no checkpoint at {path} (e.g. runs/<name>/checkpoints/best.ckpt)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state)
-        except Exception as exc:  # noqa: BLE001 (empty, truncated, not a checkpoint: one message)
-            raise ValueError(f"pretrained: {path} is not a readable checkpoint ({type(exc).__name__}); pass a "
-                             "core-train checkpoint (runs/<name>/checkpoints/best.ckpt)") from None
-        if not isinstance(state, dict):
-            raise ValueError(f"pretrained: {path} holds no weights; pass a core-train checkpoint")
-        own = {f"core.{k}": v for k, v in self.core.state_dict().items()}
-        if self.recurrence is not None:
-            own |= {f"recurrence.{k}": v for k, v in self.recurrence.state_dict().items()}
-        found = {key.removeprefix("model."): value for key, value in state.items()}
-        loaded = {k: found[k] for k in own if k in found and found[k].shape == own[k].shape}
-        self.load_state_dict(loaded, strict=False)
-        missing = [k for k in own if k not in found]
-        mismatched = [f"{k} {tuple(found[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in found and k not in loaded]
-        log.warning("pretrained: loaded %d of %d core tensors from %s%s%s", len(loaded), len(own), path,
-                    f"; not in the checkpoint: {missing}" if missing else "",
-                    f"; other shapes (left as initialised): {mismatched}" if mismatched else "")
-        if not loaded:
-            raise ValueError(f"pretrained checkpoint {path} holds none of the core's weights (a core-train checkpoint "
-                             "of a shared_core_readout run is expected)")
