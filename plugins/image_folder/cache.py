@@ -90,8 +90,6 @@ def _build(listing: Listing, files: CacheFiles, stamp: str, size: int, channels:
     except OSError as exc:
         raise DataError(f"{listing.folder}: cannot write the decode cache to {folder} ({exc.strerror}); "
                         "set the option cache_dir to a writable folder") from None
-    from core.durable import write_atomic  # torch and Lightning: only when a cache is built
-
     partial = folder / f".{files.stim.name}.{os.getpid()}.partial"
     try:
         log.info(f"image_folder: decoding {len(listing.files)} images of {listing.folder} to {files.stim}")
@@ -102,12 +100,12 @@ def _build(listing: Listing, files: CacheFiles, stamp: str, size: int, channels:
         labels = listing.labels if keep is None else listing.labels[keep]
         buffer = io.BytesIO()
         np.save(buffer, labels)
-        write_atomic(files.labels, buffer.getvalue())
+        _replace(files.labels, buffer.getvalue())
         os.replace(partial, files.stim)
     finally:
         partial.unlink(missing_ok=True)
     skipped = [f"{listing.files[row]}: {reason}" for row, reason in bad]
-    write_atomic(files.info, json.dumps({"version": VERSION, "folder": str(listing.folder), "stamp": stamp,
+    _replace(files.info, json.dumps({"version": VERSION, "folder": str(listing.folder), "stamp": stamp,
                                      "files": len(listing.files), "samples": len(labels), "skipped": skipped}, indent=1).encode())
     return Decoded(np.load(files.stim, mmap_mode="c"), labels, skipped)
 
@@ -137,3 +135,11 @@ def _compact(path: Path, keep: np.ndarray) -> None:
     out.flush()
     del out, rows
     os.replace(smaller, path)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary file in the same folder and ``os.replace``
+    (no fsync, unlike core.durable.write_atomic, which imports Lightning: a cache can be rebuilt)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

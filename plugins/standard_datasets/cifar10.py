@@ -14,6 +14,7 @@ checked against its md5 (or ``checksum``), and only the files above are taken ou
 
 from __future__ import annotations
 
+import os
 import tarfile
 from functools import cached_property
 from pathlib import Path
@@ -121,8 +122,6 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _extract(archive: Path, root: Path, names: list[str]) -> None:
     """Write the regular files called ``names`` (anywhere in ``archive``) into ``root``."""
-    from core.durable import write_atomic
-
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile() and Path(m.name).name in names}
@@ -130,6 +129,8 @@ def _extract(archive: Path, root: Path, names: list[str]) -> None:
             if missing:
                 raise DataError(f"{archive}: the archive lacks {missing}; is the url option CIFAR-10's Python version?")
             for name in names:
-                write_atomic(root / name, tar.extractfile(members[name]).read())
+                partial = root / f"{name}.part"
+                partial.write_bytes(tar.extractfile(members[name]).read())
+                os.replace(partial, root / name)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{archive}: not a readable tar archive ({exc}); delete it and run again to download it") from None
