@@ -88,7 +88,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(write_config, tmp_path):
 def test_core_plugins_lists_builtins_as_json():
     result = run_cli("core-plugins", "--json")
     assert result.returncode == 0, result.stderr
-    rows = {row["plugin"]: row for row in json.loads(result.stdout)}
+    rows = {row["plugin"]: row for row in json.loads(result.stdout)["plugins"]}
     assert rows["digits"]["components"] == {"format": ["digits"]}
     assert rows["samplers"]["components"] == {"sampler": ["random", "sequential"]}
     assert all(row["distribution"] == "core-train" for row in rows.values() if row["plugin"] in ("digits", "cast"))

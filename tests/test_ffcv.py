@@ -132,7 +132,7 @@ def test_without_ffcv_the_plugin_is_unavailable_with_the_install_command():
             "importlib.util.find_spec = lambda name, *a: None if name == 'ffcv' else real(name, *a)\n")
     listing = subprocess.run([sys.executable, "-c", hide + "from core.cli.plugins import main\nmain(['--json'])"],
                              capture_output=True, text=True, cwd=ROOT)
-    row = next(r for r in __import__("json").loads(listing.stdout) if r["plugin"] == "ffcv")
+    row = next(r for r in __import__("json").loads(listing.stdout)["plugins"] if r["plugin"] == "ffcv")
     assert row["status"] == "unavailable" and "pip install --no-build-isolation 'core-train[ffcv]'" in row["error"]
     run = subprocess.run([sys.executable, "-c", hide + "from core.cli.train import main\n"
                           "sys.exit(main(['--config', 'configs/ffcv.yaml', '--dry-run']))"], capture_output=True, text=True, cwd=ROOT)

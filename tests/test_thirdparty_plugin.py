@@ -25,11 +25,24 @@ def installed(tmp_path_factory):
     return {"PYTHONPATH": str(target)}
 
 
-def test_core_plugins_lists_it(installed):
-    result = run_cli("core-plugins", env={**installed, "COLUMNS": "200"})
+def test_core_plugins_lists_it_and_shows_its_option(installed):
+    result = run_cli("core-plugins", env=installed)
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "core-thirdparty-example" in line)
-    assert "invert" in row and "0.1.0" in row and "loaded" in row and "transform: invert" in row
+    assert row.split()[:6] == ["transform", "invert", "invert", "core-thirdparty-example", "0.1.0", "loaded"]
+    shown = run_cli("core-plugins", "show", "invert", env=installed)
+    assert shown.returncode == 0, shown.stderr
+    assert "transform invert: plugin invert (core-thirdparty-example 0.1.0), core_thirdparty_example.invert:Invert" in shown.stdout
+    assert ["gain", "float", "1.0", "the", "factor"] in [line.split()[:5] for line in shown.stdout.splitlines()]
+
+
+def test_its_own_tests_pass_with_the_kit_without_installing_it():
+    """examples/thirdparty-plugin/tests use only core.testing and the pytest11 fixtures."""
+    example = ROOT / "examples" / "thirdparty-plugin"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=example,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
 
 
 def test_a_run_names_its_transform_and_disable_makes_it_fail_clearly(installed, write_config):

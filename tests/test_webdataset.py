@@ -382,7 +382,7 @@ def test_without_webdataset_the_plugin_is_unavailable_with_the_install_command()
             "importlib.util.find_spec = lambda name, *a: None if name == 'webdataset' else real(name, *a)\n")
     listing = subprocess.run([sys.executable, "-c", hide + "from core.cli.plugins import main\nmain(['--json'])"],
                              capture_output=True, text=True, cwd=ROOT)
-    row = next(r for r in json.loads(listing.stdout) if r["plugin"] == "webdataset")
+    row = next(r for r in json.loads(listing.stdout)["plugins"] if r["plugin"] == "webdataset")
     assert row["status"] == "unavailable" and "pip install 'core-train[webdataset]'" in row["error"]
 
 
