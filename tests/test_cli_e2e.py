@@ -90,7 +90,7 @@ def test_core_plugins_lists_builtins_as_json():
     assert result.returncode == 0, result.stderr
     rows = {row["plugin"]: row for row in json.loads(result.stdout)["plugins"]}
     assert rows["digits"]["components"] == {"format": ["digits"]}
-    assert rows["samplers"]["components"] == {"sampler": ["random", "sequential"]}
+    assert {"random", "sequential"} <= set(rows["samplers"]["components"]["sampler"])
     assert all(row["distribution"] == "core-train" for row in rows.values() if row["plugin"] in ("digits", "cast"))
 
 

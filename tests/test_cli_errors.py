@@ -22,7 +22,7 @@ def test_unknown_component_name(capsys, write_config):
     path = write_config(SMALL_RUN)
     fails(capsys, ["--config", str(path), "--set", "data.transforms=[pixelnrom]", "--dry-run"],
           "config error at data.transforms.0: no transform named 'pixelnrom' (did you mean 'pixelnorm'?)",
-          "available transforms: 'fftwhitening', 'pixelnorm', 'random_flip'")
+          "available transforms: 'fftwhitening', 'normalize', 'pixelnorm', 'random_flip'")
 
 
 def test_misspelt_option(capsys, write_config):

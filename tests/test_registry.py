@@ -25,7 +25,7 @@ def test_unknown_name_lists_choices_and_suggests_closest():
     text = str(err.value)
     assert "config error at data.transforms.0" in text
     assert "no transform named 'pixelnrom' (did you mean 'pixelnorm'?)" in text
-    assert "available transforms: 'fftwhitening', 'pixelnorm', " in text
+    assert "available transforms: 'fftwhitening', 'normalize', 'pixelnorm', " in text
 
 
 def test_disable_and_only():
