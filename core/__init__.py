@@ -1,6 +1,6 @@
 """core-train: a plugin framework for training vision and neuroscience models on Lightning.
 
-Plugin authors need only this module::
+Plugin authors need only this module, and :mod:`core.testing` for their tests::
 
     from core import hookimpl, Transform, DEVICE
 
