@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from core.errors import ConfigError, Stopped
@@ -142,8 +142,8 @@ class GracefulStop(Checkpoint):
             trainer.save_checkpoint(self.last, weights_only=False)
             raise Stopped(self.signum, self.last, trainer.current_epoch, trainer.global_step)
 
-    def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
-        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:  # the last one: at the epoch's end
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not epoch_last_batch(trainer, batch_idx):  # the last one: at the epoch's end
             self._stop_if_asked(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -157,6 +157,22 @@ class GracefulStop(Checkpoint):
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.last, weights_only=False)
             self.stopped = Stopped(self.signum or signal.SIGTERM, self.last, trainer.current_epoch, trainer.global_step)
+
+
+class MidEpochCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every N steps or minutes within an epoch, never after an epoch's last
+    batch: a checkpoint taken there precedes the epoch's validation and end, which a resume
+    from it skips (Lightning restarts at the next epoch), losing their rows and mixing the
+    epoch's metric sums into the next. The epoch-end ``last.ckpt`` follows instead."""
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not epoch_last_batch(trainer, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def epoch_last_batch(trainer: Any, batch_idx: int) -> bool:
+    """Whether the training batch just done is its epoch's last (``limit_train_batches`` counted)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or batch_idx + 1 >= trainer.num_training_batches
 
 
 def threading_main() -> bool:

@@ -131,7 +131,10 @@ class MultiHeadClassifier(lightning.LightningModule):
         self.train_means.add("train/loss_epoch", total, size)
         self._watch_finite(total, batch.get("dataset", ""))
         if logging_now(self.trainer):  # the step's loss goes to the loggers at their interval only
-            self.log("train/loss_step", total, on_step=True, on_epoch=False, batch_size=size)
+            self.log("train/loss_step", total, on_step=True, on_epoch=False, batch_size=size, logger=False)
+            # handed over within the step, not after its checkpoints as Lightning would: a kill
+            # right after a checkpoint taken at this step's end would otherwise lose the row
+            self.trainer._logger_connector.log_metrics({"train/loss_step": total.detach()})
             self._check_finite()
         return total
 

@@ -97,12 +97,14 @@ def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[A
     from core.compiling import apply_compile
     from core.data import CoreDataModule, DatasetParts
     from core.module import MultiHeadClassifier
+    from core.shared_memory import sharing_of
 
     config = resolved.config
     parts = [DatasetParts(d.meta.name, d.fmt, d.storage, d.prepare, list(d.device), d.sampler) for d in resolved.datasets]
     datamodule = CoreDataModule(parts, InOrder(), config.data.batch_size, config.data.num_workers, config.seed,
                                 resolved.placement.where, config.data.interleave)
     datamodule.run_dir = run_dir
+    datamodule.sharing, datamodule.shard = sharing_of(resolved), config.data.shard
     model = apply_compile(resolved.model, config.compile)
     module = MultiHeadClassifier(model, resolved.heads, resolved.loss_weights, config.optim,
                                  config=config.model_dump(mode="json"))
@@ -118,7 +120,7 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from core.callbacks import EpochSummary, FlushLogs, LogHyperparams
-    from core.durable import GracefulStop, RandomState
+    from core.durable import GracefulStop, MidEpochCheckpoint, RandomState
     from core.progress import IntervalProgressBar
 
     config = resolved.config
@@ -132,7 +134,7 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     # rewritten at the end of every epoch (and every N steps or minutes if asked): what --resume continues from
     last = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)]
     if chosen.every_n_train_steps or chosen.every_n_minutes:
-        last.append(ModelCheckpoint(
+        last.append(MidEpochCheckpoint(
             dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
             every_n_train_steps=chosen.every_n_train_steps,
             train_time_interval=timedelta(minutes=chosen.every_n_minutes) if chosen.every_n_minutes else None))
