@@ -160,6 +160,9 @@ def class_maps(options: dict[str, Any], meta: DatasetMeta) -> dict[str, ClassMap
             else:
                 if not isinstance(value, list) or not value:
                     raise ConfigError(at, f"{value!r} is not a list of classes", fix="e.g. classes: [0, 1, 7]")
+                twice = next((entry for i, entry in enumerate(value) if entry in value[:i]), None)
+                if twice is not None:
+                    raise ConfigError(at, f"class {twice} of head '{head}' is listed twice", fix="list each class once")
                 chosen[head] = (at, {entry: new for new, entry in enumerate(value)})
     return {head: _class_map(head, at, entries, meta) for head, (at, entries) in chosen.items()}
 

@@ -16,7 +16,6 @@ from core import DataFormat, DatasetMeta, Split
 
 N_SAMPLES = 1797
 HEAD_CLASSES = {"digit": 10, "parity": 2}
-CLASS_NAMES = {"digit": [str(d) for d in range(10)], "parity": ["even", "odd"]}
 
 
 class Digits(DataFormat):
@@ -50,7 +49,6 @@ class Digits(DataFormat):
             stim_shape=(self.channels, self.image_size, self.image_size),
             heads={head: HEAD_CLASSES[head] for head in self.heads},
             split_sizes={split: stop - start for split, (start, stop) in self._bounds().items()},
-            extra={"class_names": {head: CLASS_NAMES[head] for head in self.heads}},
         )
 
     def _index(self, split: str) -> np.ndarray:

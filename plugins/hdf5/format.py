@@ -8,6 +8,11 @@ code, so they give identical samples.
 
 Trials are assigned to splits by the file's ``split`` dataset when it has one, else by a
 fixed permutation per session (``val_fraction``, ``test_fraction``, ``split_seed``).
+
+``keys`` names the file's datasets when they are not called ``stim``, ``responses``,
+``contrast``, ``label`` and ``split``: ``{stim: images, responses: voxels}`` reads a
+MindEye-style file as it is; a key that is none of those fields is the label head's name
+(``{digit: labels}``: head ``digit`` from the dataset ``labels``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import numpy as np
 
 from core import SPLITS, DataError, DataFormat, DatasetMeta, Split
 from plugins.hdf5.reader import HandlePool, Rows, SessionRows
-from plugins.hdf5.session import SPLIT_CODES, SessionInfo, check_values, expand_paths, open_file, read_blocks, read_info
+from plugins.hdf5.session import (ROLES, SPLIT_CODES, SessionInfo, check_values, expand_paths, open_file, read_blocks,
+                                  read_info)
 
 OPTIONAL = ("responses", "contrast", "label")
 DEFAULT_MAX_OPEN = 64
@@ -36,18 +42,28 @@ class HDF5Sessions(DataFormat):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        keys: dict[str, str] | None = None,
     ) -> None:
         """``paths``: session files or globs. ``max_open_files``: open handles per process
         (least recently used closed first; default one per session, at most
         ``DEFAULT_MAX_OPEN``: a random batch touches every session, so fewer handles than
         sessions reopen files every batch). ``rdcc_nbytes``: HDF5 chunk cache per dataset
-        (default: none for uncompressed files, four of the largest chunks for compressed ones)."""
+        (default: none for uncompressed files, four of the largest chunks for compressed ones).
+        ``keys``: the file's dataset for each field (``{stim: images, responses: voxels}``) and
+        for the label head (``{<head>: <dataset>}``), where they differ from the defaults."""
         if max_open_files is not None and max_open_files < 1:
             raise ValueError(f"max_open_files must be at least 1, not {max_open_files}")
         if rdcc_nbytes is not None and rdcc_nbytes < 0:
             raise ValueError(f"rdcc_nbytes must be >= 0, not {rdcc_nbytes}")
         if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be >= 0 and sum below 1")
+        heads = [key for key in keys or {} if key not in ROLES]
+        if len(heads) > 1:
+            raise ValueError(f"keys names {len(heads)} label heads ({', '.join(heads)}); hdf5 sessions have one: keep "
+                             f"one, or name fields {', '.join(ROLES)}")
+        if any(not name for name in (keys or {}).values()):
+            raise ValueError(f"keys {keys} names an empty dataset; give each key a dataset of the files")
+        self.keys = keys
         self.paths, self.mode = expand_paths(paths), mode
         if max_open_files is None:
             max_open_files = min(len(self.paths), DEFAULT_MAX_OPEN)
@@ -58,7 +74,7 @@ class HDF5Sessions(DataFormat):
 
     @cached_property
     def sessions(self) -> list[SessionInfo]:
-        sessions = [read_info(path) for path in self.paths]
+        sessions = [read_info(path, self.keys) for path in self.paths]
         first = sessions[0]
         for other in sessions[1:]:
             for name in ("stim", *OPTIONAL):
@@ -89,7 +105,7 @@ class HDF5Sessions(DataFormat):
     def _split_codes(self, info: SessionInfo) -> np.ndarray:
         if "split" in info.sample_shapes:
             with open_file(info.path) as f:
-                codes = f["split"][()]
+                codes = f[info.datasets["split"]][()]
             if not np.isin(codes, list(SPLIT_CODES.values())).all():
                 raise DataError(f"{info.path}: split holds {sorted(set(np.unique(codes)) - {0, 1, 2})}; "
                                 "use 0 (train), 1 (val) or 2 (test)")
@@ -111,7 +127,7 @@ class HDF5Sessions(DataFormat):
         highest = 0
         for info in self.sessions:
             with open_file(info.path) as f:
-                for _, block in read_blocks(f, info.path, "label"):
+                for _, block in read_blocks(f, info.path, info.datasets["label"]):
                     highest = max(highest, int(block.max(initial=0)))
         return {first.head_name: highest + 1}
 
@@ -127,7 +143,7 @@ class HDF5Sessions(DataFormat):
             with open_file(info.path) as f:
                 for name in ("label", "contrast", "responses"):
                     if name in info.sample_shapes:
-                        for start, block in read_blocks(f, info.path, name):
+                        for start, block in read_blocks(f, info.path, info.datasets[name]):
                             check_values(info.path, name, start, block, classes)
         self._checked = True
 
@@ -160,6 +176,20 @@ class HDF5Sessions(DataFormat):
             fields=fields,
             extra={"sessions": [s.name for s in self.sessions]},
         )
+
+    def labels(self, split: str) -> dict[str, np.ndarray]:
+        """The head's labels of ``split`` (the label datasets only; for class groups' split sizes)."""
+        first = self.sessions[0]
+        if "label" not in first.sample_shapes:
+            return {}
+        files, rows = self.assignment[split]
+        out = np.empty(len(rows), dtype=np.int64)
+        for index, info in enumerate(self.sessions):
+            with open_file(info.path) as f:
+                labels = np.concatenate([block.reshape(-1) for _, block in read_blocks(f, info.path, info.datasets["label"])])
+            where = files == index
+            out[where] = labels[rows[where]]
+        return {first.head_name: out}
 
     def open(self, split: str) -> Split | SessionRows:
         self._check_values()

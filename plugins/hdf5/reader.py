@@ -69,7 +69,7 @@ class HandlePool:
         handle = self.get(info)
         kept = self._datasets.setdefault(info.path, {})
         if name not in kept:
-            kept[name] = handle[name]
+            kept[name] = handle[info.datasets[name]]
         return kept[name]
 
     def open_count(self) -> int:

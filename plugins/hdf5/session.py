@@ -4,6 +4,8 @@ Datasets, all with the trial as first axis: ``stim`` (uint8; N x H x W, N x C x 
 N x T x H x W), ``responses`` (float32; N x neurons or N x T x neurons), and optionally
 ``contrast`` (N, float32), ``label`` (N, int64) and ``split`` (N, uint8: 0 train, 1 val,
 2 test). The file attribute ``session`` names the session (default: the file's stem).
+The format option ``keys`` reads other names (``{stim: images, responses: voxels}``: a
+MindEye-style file as it is); a key that is not a field's names the label head.
 
 This module reads only headers and attributes, and turns every way a file can be wrong into
 one :class:`core.DataError` naming the file and the fix.
@@ -22,6 +24,7 @@ import numpy as np
 from core import DataError
 
 FIELDS = ("stim", "responses", "contrast", "label", "split")
+ROLES = ("stim", "responses", "contrast", "split")  # keys of the option ``keys`` that are not heads
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 BLOCK_ROWS = 4096  # trials read at a time when a whole dataset is checked
 
@@ -40,6 +43,7 @@ class SessionInfo:
     compressed: bool  # any field stored through a compression filter
     label_classes: int | None
     head_name: str
+    datasets: dict[str, str]  # each field read (as in sample_shapes) -> its dataset in the file
 
 
 def expand_paths(paths: str | list[str]) -> list[str]:
@@ -69,13 +73,34 @@ def open_file(path: str, **cache: int) -> h5py.File:
                         "still being copied: copy it again or rewrite it with core-data convert --to hdf5") from None
 
 
-def read_info(path: str) -> SessionInfo:
-    """Check one session's layout and describe it."""
+def dataset_names(keys: dict[str, str] | None) -> tuple[dict[str, str], str | None]:
+    """The option ``keys`` as (field -> dataset name, with ``label`` for the head) and the head's name."""
+    keys = keys or {}
+    heads = [key for key in keys if key not in ROLES]
+    names = {field: keys.get(field, field) for field in ROLES}
+    names["label"] = keys[heads[0]] if heads else "label"
+    return names, heads[0] if heads else None
+
+
+def _missing(path: str, f: h5py.File, key: str, name: str) -> DataError:
+    return DataError(f"{path}: the format option keys.{key} names dataset '{name}', which the file does not have "
+                     f"(it has: {sorted(f.keys()) or 'nothing'}); set keys.{key} to one of those")
+
+
+def read_info(path: str, keys: dict[str, str] | None = None) -> SessionInfo:
+    """Check one session's layout and describe it; ``keys`` as the format's option of that name."""
+    names, head = dataset_names(keys)
+    keys = keys or {}
     with open_file(path) as f:
-        if "stim" not in f:
+        for key, name in keys.items():
+            if name not in f:
+                raise _missing(path, f, key, name)
+        if names["stim"] not in f:
             raise DataError(f"{path}: the session has no dataset 'stim' (it has: {sorted(f.keys()) or 'nothing'}); "
-                            "a session needs stim (N x H x W, N x C x H x W or N x T x H x W, uint8)")
-        stim = f["stim"]
+                            "a session needs stim (N x H x W, N x C x H x W or N x T x H x W, uint8): name the "
+                            "datasets the file has with the format option keys (e.g. keys: {stim: images, "
+                            "responses: voxels})")
+        stim = f[names["stim"]]
         if stim.dtype != np.uint8:
             raise DataError(f"{path}: stim is {stim.dtype}; the session layout stores raw uint8 pixels")
         stim_shape, axes = _stim_sample(path, stim)
@@ -88,9 +113,9 @@ def read_info(path: str) -> SessionInfo:
         chunk_bytes = _chunk_bytes(stim)
         compressed = stim.compression is not None
         for name in FIELDS[1:]:
-            if name not in f:
+            if names[name] not in f:
                 continue
-            data = f[name]
+            data = f[names[name]]
             if not isinstance(data, h5py.Dataset) or data.ndim == 0 or data.shape[0] != n:
                 raise DataError(f"{path}: stim has {n} trials (shape {stim.shape}) but {name} has "
                                 f"{data.shape[0] if getattr(data, 'ndim', 0) else 'none'} "
@@ -111,7 +136,8 @@ def read_info(path: str) -> SessionInfo:
             chunk_bytes=chunk_bytes,
             compressed=compressed,
             label_classes=classes,
-            head_name=str(f.attrs.get("head_name", "label")),
+            head_name=head or str(f.attrs.get("head_name", "label")),
+            datasets={name: names[name] for name in shapes},
         )
 
 

@@ -6,6 +6,10 @@ patterns, globs, URLs, or a list of them) with ``val_urls`` and ``test_urls``.
 ``meta()`` reads the sidecar, or the first sample of the first training shard when there is
 none; no other sample is read before training.
 
+``keys`` names other members (``{stim: images, responses: voxels}``; see
+:mod:`plugins.webdataset.samples`); ``cache_dir`` keeps shards fetched from URLs in a local
+folder, downloaded once (:mod:`plugins.webdataset.cache`).
+
 ``pipe:`` URLs run a shell command, so a config may name them only with ``allow_pipe: true``,
 and ``meta()`` (run by ``--dry-run``) never runs one: shards named by ``pipe:`` need a local
 ``dataset_info.json`` (the ``sidecar`` option).
@@ -43,13 +47,18 @@ class WebDatasetFormat(DataFormat):
         stim_axes: Literal["HW", "CHW", "THW", "TCHW"] | None = None,
         allow_pipe: bool = False,
         sidecar: str | None = None,
+        keys: dict[str, str] | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         """``shuffle_buffer``: samples held for shuffling when training (0 or 1: shard order only).
         ``resampled``: draw training shards with replacement, endlessly (``epoch_length`` then
         says how many samples an epoch has per rank). ``num_classes``, ``stim_axes``: for shards
         without a sidecar (the label's class count; the axes of a stored ``stim.npy``).
         ``allow_pipe``: let ``pipe:`` URLs run their shell command when the data is read.
-        ``sidecar``: a local ``dataset_info.json`` describing the shards (default: the folder's)."""
+        ``sidecar``: a local ``dataset_info.json`` describing the shards (default: the folder's).
+        ``keys``: the member holding each field (``{stim: images, responses: voxels}``) and each
+        head's label (``{<head>: <member>}``), where they differ from the defaults.
+        ``cache_dir``: a local folder where shards named by URLs are downloaded once and reused."""
         for option, value in (("urls", urls), ("val_urls", val_urls), ("test_urls", test_urls)):
             pipes = [u for u in ([value] if isinstance(value, str) else value or []) if is_pipe(u)]
             if pipes and not allow_pipe:
@@ -68,8 +77,12 @@ class WebDatasetFormat(DataFormat):
                              "set epoch_length (training samples per epoch per rank, e.g. epoch_length: 10000)")
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, not {num_classes}")
+        if keys and (empty := [key for key, member in keys.items() if not member]):
+            raise ValueError(f"keys.{empty[0]} is empty; name the member of each sample that holds it")
+        self.keys = keys
         self.folder = Path(urls) if isinstance(urls, str) and Path(urls).is_dir() else None
-        self.options = ReadOptions(shuffle_buffer, resampled, epoch_length, handler == "warn_and_continue", allow_pipe)
+        self.options = ReadOptions(shuffle_buffer, resampled, epoch_length, handler == "warn_and_continue", allow_pipe,
+                                   cache_dir)
         self.num_classes, self.stim_axes = num_classes, stim_axes
         self.shards = {
             "train": self._shards(urls, "train", "urls"),
@@ -102,14 +115,14 @@ class WebDatasetFormat(DataFormat):
     def spec(self) -> SampleSpec:
         """What every sample holds: from the sidecar, else from the first training sample."""
         if self.sidecar is not None:
-            return spec_from_sidecar(self.sidecar, str(self.sidecar_folder / SIDECAR))
+            return spec_from_sidecar(self.sidecar, str(self.sidecar_folder / SIDECAR), self.keys)
         first = self.shards["train"][0]
         if is_pipe(first):  # never run a command to describe the data (meta() runs under --dry-run)
             raise DataError(f"webdataset: the training shards are named by pipe: commands ('{first[:200]}'), which are "
                             f"run only to train, never to read the metadata (shapes, fields, classes): that needs the "
                             f"data or a local {SIDECAR}\n  fix: copy the dataset's {SIDECAR} (written by core-data "
                             "convert --to webdataset) to this machine and name it with the format option sidecar: PATH")
-        return spec_from_sample(first_sample(first), self.stim_axes, self.num_classes)
+        return spec_from_sample(first_sample(first), self.stim_axes, self.num_classes, self.keys)
 
     def shard_sizes(self, split: str) -> list[int] | None:
         """Samples per shard of ``split``, when the sidecar lists every one of its shards."""

@@ -22,6 +22,7 @@ from typing import Any
 from torch.utils.data import IterableDataset, get_worker_info
 
 from core import Batch, DataError
+from plugins.webdataset.cache import cached
 from plugins.webdataset.plan import ReadPlan
 from plugins.webdataset.samples import SampleSpec
 from plugins.webdataset.tarfiles import ShardError, shard_samples
@@ -65,7 +66,7 @@ def read_shards(urls: Iterable[str | dict[str, str]], bad: BadSamples) -> Iterat
     for url in urls:
         url = url["url"] if isinstance(url, dict) else url  # ResampledShards gives {"url": ...}
         try:
-            for index, sample in enumerate(shard_samples(url, bad.plan.allow_pipe)):
+            for index, sample in enumerate(shard_samples(cached(url, bad.plan.cache_dir), bad.plan.allow_pipe)):
                 if bad.plan.keeps(url, index):
                     yield sample
             failed_in_a_row = 0

@@ -29,6 +29,7 @@ class ReadPlan:
     epoch_length: int | None
     skip_bad: bool
     allow_pipe: bool = False
+    cache_dir: str | None = None  # remote shards are fetched into it once (plugins.webdataset.cache)
 
     @property
     def by_sample(self) -> bool:

@@ -38,6 +38,7 @@ class ReadOptions:
     epoch_length: int | None
     skip_bad: bool
     allow_pipe: bool = False
+    cache_dir: str | None = None
 
 
 class WebDatasetStream(Stream):
@@ -51,7 +52,7 @@ class WebDatasetStream(Stream):
         # resampling and epoch_length shape training epochs; evaluation reads every sample once
         plan = ReadPlan(self.split, self.shards, train, seed, rank, world_size, options.shuffle_buffer,
                         options.resampled and train, options.epoch_length if train else None, options.skip_bad,
-                        options.allow_pipe)
+                        options.allow_pipe, options.cache_dir)
         if train and not plan.resampled:
             self._check_training_split(plan, max(1, num_workers))
         return StreamBatches(EpochSamples(plan, self.spec, batch_size), num_workers, epoch, self._counts(plan))
