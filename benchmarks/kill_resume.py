@@ -41,7 +41,7 @@ model: {{simple_cnn: {{conv1: 4, conv2: 8, fc_hidden: 16, dropout: 0.2}}}}
 optim: {{optimizer: adamw, lr: 0.003, scheduler: cosine}}
 trainer: {{max_epochs: {epochs}, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false,
           log_every_n_steps: 4}}
-checkpoint: {{every_n_train_steps: 5}}
+checkpoint: {{every_n_train_steps: 4}}  # 12 batches an epoch: one save falls on its last batch
 """
 
 # Runs core-train in a child that records every completed checkpoint write and SIGKILLs

@@ -4,11 +4,13 @@ process per run directory."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import lightning
 import pytest
@@ -160,6 +162,25 @@ def test_a_non_finite_loss_stops_training_naming_epoch_step_and_dataset(tmp_path
     assert core_train(["fit", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "training stopped: the loss is not finite (nan or inf) at epoch 0, step 5 on dataset 'digits'" in err
+
+
+def test_a_run_killed_right_after_a_checkpoint_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
+    """kill -9 just after the third checkpoint write, in a real core-train process. Checkpoints
+    every 4 steps of 12-step epochs: the step-8 one must hold the row logged at step 7, and
+    none may be taken after an epoch's last batch (the third write is then the epoch's best.ckpt)."""
+    spec = importlib.util.spec_from_file_location("kill_resume", Path(__file__).parents[1] / "benchmarks" / "kill_resume.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")) + "checkpoint: {every_n_train_steps: 4}\n")
+    assert bench.fit(config, die_after=3, log=tmp_path / "saves.log") == -signal.SIGKILL
+    assert (tmp_path / "saves.log").read_text().splitlines()[-1] == "best.ckpt epoch 0 step 12"
+    assert core_train(["fit", "--config", str(config), "--resume"]) == 0
+    run_dir = tmp_path / "runs" / "stop"
+    weights, rows = uninterrupted
+    resumed = _weights(run_dir / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+    assert sorted((run_dir / "metrics.csv").read_text().splitlines()) == rows
 
 
 def test_pretrained_that_is_not_a_checkpoint_is_one_message(tmp_path):
