@@ -52,6 +52,9 @@ class DataSection(_Section):
     placement: Literal["auto", "host", "device"] = "auto"
     memory_budget: pydantic.ByteSize | None = None
     interleave: Literal["round_robin", "proportional"] = "round_robin"
+    shared_memory: Literal["auto"] | bool = "auto"  # one copy per node under DDP (core.shared_memory)
+    shm_dir: str | None = None  # where that copy lives: /dev/shm (else the temporary folder)
+    shard: bool = False  # placement device: each rank keeps only its share of the training split
 
 
 class DatasetSection(_Section):

@@ -23,8 +23,9 @@ from torch.utils.data import Sampler as TorchSampler
 
 from core.errors import DataError
 from core.fitting import learn
+from core.shared_memory import Sharing, shard_indices
 from core.prefetch import DevicePrefetch, ready_on_current_stream
-from core.kinds import Batch, DataFormat, DiskSplit, Sampler, Step, StorageBackend, Stream
+from core.kinds import Batch, DataFormat, DiskSplit, Sampler, Split, Step, StorageBackend, Stream
 
 
 class TensorBatches(Dataset):
@@ -224,6 +225,8 @@ class CoreDataModule(lightning.LightningDataModule):
         self.predict_split = "test"  # the split `core-train predict` reads
         self.position = EpochPosition()  # of the training epoch, saved in checkpoints through the train loader
         self.run_dir: Path | None = None  # where transforms that learn keep their state (core.fitting)
+        self.sharing: Sharing | None = None  # one copy per node under DDP (core.shared_memory)
+        self.shard = False  # data.shard: each rank keeps its share of the training split
 
     @classmethod
     def single(cls, fmt: DataFormat, storage: StorageBackend, prepare: list[Step], device: list[Step], sampler: Sampler,
@@ -249,6 +252,11 @@ class CoreDataModule(lightning.LightningDataModule):
             for split in wanted:
                 if split in parts.opened:
                     continue
+                if self.sharing is not None and not parts.fmt.streams and self.sharing.active(self.trainer):
+                    held = self.sharing.hold(parts.name, split, lambda: _materialise(parts, split), self.trainer)
+                    parts.opened[split] = self._place(held, split)
+                    self.sharing.placed(parts.name, split, self.trainer)
+                    continue
                 opened = parts.fmt.open(split)
                 if isinstance(opened, Stream) and len(self.datasets) > 1:
                     raise DataError(f"dataset '{parts.name}' streams its own batches ({type(opened).__name__}); a run "
@@ -257,15 +265,26 @@ class CoreDataModule(lightning.LightningDataModule):
                 if isinstance(opened, (Stream, DiskSplit)):
                     parts.opened[split] = opened
                     continue
-                held = parts.storage.materialise(opened, parts.prepare)
-                target = self._data_device()
-                parts.opened[split] = {k: v.to(target) for k, v in held.items()} if target is not None else held
+                parts.opened[split] = self._place(parts.storage.materialise(opened, parts.prepare), split)
             learn(parts, self.run_dir, write=self._rank()[0] == 0)
             if "train" in parts.opened and parts.sampler.needs:
                 try:
                     parts.sampler.bind(_columns(parts.opened["train"], parts.sampler.needs))
                 except DataError as exc:
                     raise DataError(f"dataset '{parts.name}': {exc}") from None
+
+    def teardown(self, stage: str) -> None:
+        if self.sharing is not None:  # the segments go; the tensors mapped from them stay valid
+            self.sharing.close()
+
+    def _place(self, held: dict[str, torch.Tensor], split: str) -> dict[str, torch.Tensor]:
+        """A held split where it is used: with ``data.shard`` only this rank's share of the
+        training split; with placement ``device`` on the accelerator."""
+        if split == "train" and self.shard:
+            share = shard_indices(len(held["stim"]), *self._rank(), self.seed)
+            held = {k: v.index_select(0, share) for k, v in held.items()}
+        target = self._data_device()
+        return {k: v.to(target) for k, v in held.items()} if target is not None else held
 
     def _data_device(self) -> torch.device | None:
         """Where stored tensors live with placement ``device`` (None: host RAM)."""
@@ -281,12 +300,13 @@ class CoreDataModule(lightning.LightningDataModule):
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def _order(self, opened: dict[str, torch.Tensor] | DiskSplit, sampler: Sampler, train: bool,
-               position: EpochPosition | None) -> IndexBatches:
+               position: EpochPosition | None, sharded: bool = False) -> IndexBatches:
         n = len(opened) if isinstance(opened, DiskSplit) else len(opened["stim"])
         on_device = self._data_device() if isinstance(opened, dict) else None
         # training drops the last partial batch (as FFCV and most loops do), unless it is the only one
         drop_last = train and n > self.batch_size
-        return IndexBatches(sampler, n, self.batch_size, drop_last, self.seed, self._epoch, self._rank, on_device,
+        rank = (lambda: (0, 1)) if sharded else self._rank  # a sharded split is this rank's already
+        return IndexBatches(sampler, n, self.batch_size, drop_last, self.seed, self._epoch, rank, on_device,
                             position, self._step)
 
     def _step(self) -> int:
@@ -311,7 +331,7 @@ class CoreDataModule(lightning.LightningDataModule):
         position = self.position if train else None
         single = len(self.datasets) == 1
         orders = [self._order(parts.opened[split], parts.sampler if shuffled else self.eval_sampler, train,
-                              position if single else None) for parts in self.datasets]
+                              position if single else None, split == "train" and self.shard) for parts in self.datasets]
         if single:
             dataset, sampler = gatherers[0], orders[0]
         else:
@@ -357,6 +377,15 @@ class CoreDataModule(lightning.LightningDataModule):
         if precision.startswith("16"):
             return torch.float16
         return torch.float64 if precision.startswith("64") else torch.float32
+
+
+def _materialise(parts: DatasetParts, split: str) -> dict[str, torch.Tensor]:
+    """``split`` of a dataset held in RAM, opened and materialised (into shared memory, under :func:`core.materialise.allocating`)."""
+    opened = parts.fmt.open(split)
+    if not isinstance(opened, Split):
+        raise DataError(f"dataset '{parts.name}': its format gave {type(opened).__name__} for split '{split}', though it "
+                        "does not set streams; a format that streams must say so (streams = True)")
+    return parts.storage.materialise(opened, parts.prepare)
 
 
 def _gatherer(opened: dict[str, torch.Tensor] | DiskSplit) -> Dataset:

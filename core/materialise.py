@@ -8,12 +8,16 @@ the stored size plus the transforms' working memory for one chunk (a few chunk-s
 float32 intermediates: an FFT keeps about five alive), which is why chunks are sized in
 bytes (at most ``CHUNK_BYTES`` of float32, at most a ``CHUNKS_AT_LEAST``-th of the split),
 not in samples, and why large allocations are memory-mapped (freed chunks go back to the
-OS at once).
+OS at once). Under :func:`allocating` the stored ``stim`` is allocated elsewhere (a
+shared-memory segment, :mod:`core.shared_memory`), so it is written there directly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -23,6 +27,18 @@ from core.kinds import Batch, Split, Step, StorageBackend
 
 CHUNK_BYTES = 64 * 2**20  # float32 per chunk for large datasets: few chunks, little per-chunk overhead
 CHUNKS_AT_LEAST = 64  # smaller datasets use smaller chunks, so the transient stays a small share
+Allocate = Callable[[tuple[int, ...], torch.dtype], torch.Tensor]
+_ALLOCATE: contextvars.ContextVar[Allocate] = contextvars.ContextVar("allocate", default=lambda shape, dtype: torch.empty(shape, dtype=dtype))
+
+
+@contextlib.contextmanager
+def allocating(allocate: Allocate) -> Iterator[None]:
+    """Inside, :func:`materialise_chunked` allocates the stored ``stim`` with ``allocate(shape, dtype)``."""
+    token = _ALLOCATE.set(allocate)
+    try:
+        yield
+    finally:
+        _ALLOCATE.reset(token)
 
 
 def chunk_samples(n: int, sample_shape: tuple[int, ...], chunk_size: int | None) -> int:
@@ -43,7 +59,7 @@ def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, c
     if not prepare and np.dtype(stim.dtype) == _numpy_dtype(dtype):
         if isinstance(stim, np.ndarray):
             return {"stim": torch.from_numpy(np.ascontiguousarray(stim)), **rest}  # already what we store: no copy
-        out = torch.empty(tuple(stim.shape), dtype=dtype)
+        out = _ALLOCATE.get()(tuple(stim.shape), dtype)
         target = out.numpy()
         for start in range(0, len(stim), step):
             window = np.s_[start : start + step]
@@ -62,7 +78,7 @@ def materialise_chunked(split: Split, prepare: list[Step], dtype: torch.dtype, c
                 batch = prepare_step.transform(batch)
             chunk = batch.pop("stim")
         if out is None:
-            out = torch.empty((len(stim), *chunk.shape[1:]), dtype=dtype)
+            out = _ALLOCATE.get()((len(stim), *chunk.shape[1:]), dtype)
         out[start : start + len(chunk)] = chunk
         del chunk  # free this chunk's float32 before the next one is read
     _mmap_threshold(_MMAP_THRESHOLD_MAX)

@@ -5,6 +5,10 @@ layout), the transforms' output layouts and each backend's bytes per value. ``--
 prints the table; a run whose chosen backend does not fit stops before loading with the
 table and the fix. The estimate counts exactly what the backends allocate: ``stim`` of every
 split in the backend's dtype plus the label arrays (int64) and other fields as stored.
+
+Under DDP the plan is per node and per GPU (:class:`Spread`): a node holds one copy in
+shared memory, or one per process without it; with ``placement: device`` every GPU holds a
+copy (with ``data.shard`` a share of the training split), staged in RAM on the way.
 """
 
 from __future__ import annotations
@@ -23,6 +27,44 @@ class PlanRow:
     dtype: str
     bytes: int | None  # None: this backend cannot hold the run's transforms
     reason: str = ""
+    train: int = 0  # of ``bytes``, the training split's (data.shard spreads it over the ranks)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How the run's processes hold the data: what one copy counts for per node and per GPU."""
+
+    nodes: int = 1  # trainer.num_nodes
+    per_node: int = 1  # processes per node (trainer.devices)
+    shared: bool = False  # one copy per node in shared memory (data.shared_memory)
+    sharded: bool = False  # data.shard: each rank keeps 1/(nodes x per_node) of the training split
+    device: bool = False  # placement device: each rank's samples live on its GPU
+    shm_dir: str = ""
+    shm_free: int = 0  # bytes free in shm_dir (with this run's own left-over segments)
+
+    @property
+    def single(self) -> bool:
+        """One process holding its samples in its own RAM (the plan of a run without DDP)."""
+        return self.nodes == self.per_node == 1 and not (self.shared or self.device)
+
+    def ram(self, row: PlanRow) -> int:
+        """Host bytes per node (with placement device: the copies staged on the way to the GPUs)."""
+        return (row.bytes or 0) * (1 if self.shared else self.per_node)
+
+    def gpu(self, row: PlanRow) -> int:
+        """Accelerator bytes per GPU with placement device: a copy, or with data.shard a share of the training split."""
+        full = row.bytes or 0
+        return full - row.train + row.train // (self.nodes * self.per_node) if self.sharded else full
+
+    def describe(self) -> list[str]:
+        """The lines under the plan's title saying how the processes hold the data."""
+        nodes = f"{self.nodes} node{'s' if self.nodes > 1 else ''} x {self.per_node} process{'es' if self.per_node > 1 else ''}"
+        host = (f"one copy per node in shared memory ({self.shm_dir}, {human(self.shm_free)} free)" if self.shared
+                else "a copy per process in its own memory")
+        if not self.device:
+            return [f"{nodes}; {host}"]
+        shard = f", the training split sharded {self.nodes * self.per_node} ways (data.shard)" if self.sharded else ""
+        return [f"{nodes}; placement device{shard}", f"RAM/node: staged on the way to the GPUs, {host}"]
 
 
 @dataclass(frozen=True)
@@ -32,15 +74,46 @@ class MemoryPlan:
     chosen: str
     available: int
     where: str  # "RAM", "RAM (data.memory_budget)", "accelerator memory"
+    spread: Spread = Spread()
+    ram: int | None = None  # RAM per node, when ``available`` is the accelerator's (placement device)
 
     def row(self, dtype: str) -> PlanRow:
         return next(r for r in self.rows if r.dtype == dtype)
 
+    def needed(self, row: PlanRow) -> int:
+        """What ``available`` must hold: bytes per GPU with placement device, else RAM per node."""
+        return self.spread.gpu(row) if self.spread.device else self.spread.ram(row)
+
+    def row_fits(self, row: PlanRow) -> bool:
+        return (row.bytes is not None and self.needed(row) <= self.available
+                and (self.ram is None or self.spread.ram(row) <= self.ram))
+
+    def shm_fits(self) -> bool:
+        return not self.spread.shared or (self.row(self.chosen).bytes or 0) <= self.spread.shm_free
+
     def fits(self) -> bool:
-        needed = self.row(self.chosen).bytes
-        return needed is not None and needed <= self.available
+        return self.row_fits(self.row(self.chosen)) and self.shm_fits()
 
     def table(self) -> str:
+        if self.spread.single and self.ram is None:
+            return self._single_table()
+        per = " per GPU" if self.spread.device else " per node"
+        ram = f", {human(self.ram)} of RAM per node" if self.ram is not None else ""
+        lines = [f"memory plan for dataset '{self.dataset}' ({human(self.available)} of {self.where} available{per}{ram})",
+                 *(f"  {line}" for line in self.spread.describe()),
+                 f"  {'dtype':<10} {'one copy':>10} {'RAM/node':>10} {'per GPU':>10}  {'fits?':<6} {'free after':>10}"]
+        for r in self.rows:
+            mark = "  <- data.storage" if r.dtype == self.chosen else ""
+            if r.bytes is None:
+                lines.append(f"  {r.dtype:<10} {'-':>10} {'-':>10} {'-':>10}  {'n/a':<6} {'-':>10}  ({r.reason}){mark}")
+                continue
+            gpu = human(self.spread.gpu(r)) if self.spread.device else "-"
+            fits = "yes" if self.row_fits(r) else "NO"
+            lines.append(f"  {r.dtype:<10} {human(r.bytes):>10} {human(self.spread.ram(r)):>10} {gpu:>10}  {fits:<6} "
+                         f"{human(self.available - self.needed(r)):>10}{mark}")
+        return "\n".join(lines)
+
+    def _single_table(self) -> str:
         lines = [f"memory plan for dataset '{self.dataset}' ({human(self.available)} of {self.where} available)",
                  f"  {'dtype':<10} {'memory':>10}  {'fits?':<6} {'free after':>10}"]
         for r in self.rows:
@@ -85,7 +158,9 @@ def plan_memory(
         except ConfigError as exc:
             rows.append(PlanRow(name, None, reason=f"cannot hold these transforms: {exc.message.split(',')[0]}"))
             continue
-        rows.append(PlanRow(name, stored_bytes(meta, layouts(meta.layout, prepare, meta.name)[-1], backend.bytes_per_value)))
+        full = stored_bytes(meta, layouts(meta.layout, prepare, meta.name)[-1], backend.bytes_per_value)
+        train = full * meta.split_sizes.get("train", 0) // max(1, sum(meta.split_sizes.values()))
+        rows.append(PlanRow(name, full, train=train))
     if budget is not None:
         return MemoryPlan(meta.name, rows, chosen, budget, "RAM (data.memory_budget)")
     return MemoryPlan(meta.name, rows, chosen, available_ram(), "RAM")
@@ -98,26 +173,42 @@ def total_plan(plans: list[MemoryPlan]) -> MemoryPlan:
     for dtype in [r.dtype for r in plans[0].rows]:
         parts = [p.row(dtype) for p in plans]
         missing = next((r for r in parts if r.bytes is None), None)
-        rows.append(PlanRow(dtype, None, missing.reason) if missing else PlanRow(dtype, sum(r.bytes or 0 for r in parts)))
+        rows.append(PlanRow(dtype, None, missing.reason) if missing else
+                    PlanRow(dtype, sum(r.bytes or 0 for r in parts), train=sum(r.train for r in parts)))
     chosen_bytes = sum(p.row(p.chosen).bytes or 0 for p in plans)
     chosen = {p.chosen for p in plans}
     if len(chosen) > 1:  # datasets with different backends: add a row for the run as configured
-        rows.append(PlanRow("chosen", chosen_bytes))
+        rows.append(PlanRow("chosen", chosen_bytes, train=sum(p.row(p.chosen).train for p in plans)))
     name = f"{len(plans)} datasets"
     return MemoryPlan(name, rows, chosen.pop() if len(chosen) == 1 else "chosen", plans[0].available, plans[0].where)
 
 
 def check_fits(plan: MemoryPlan) -> None:
-    """Stop before loading when the chosen backend does not fit."""
+    """Stop before loading when the chosen backend does not fit (in RAM, on each GPU, or in the
+    shared-memory folder)."""
     if plan.fits():
         return
-    fitting = [r.dtype for r in plan.rows if r.bytes is not None and r.bytes <= plan.available]
+    row, spread = plan.row(plan.chosen), plan.spread
+    if plan.row_fits(row):  # only the shared-memory folder is too small
+        raise ConfigError(
+            "data.shm_dir", f"the shared-memory folder {spread.shm_dir} has {human(spread.shm_free)} free, but the "
+            f"run keeps one copy of its data there per node: {human(row.bytes or 0)} as {plan.chosen}\n{plan.table()}",
+            fix="set data.shm_dir to a folder with room on a local disk or a larger tmpfs (its pages are shared the "
+                "same way), remove other runs' left-over core-train-* folders there, or use data.placement: device "
+                "(the copy there is then only staged)")
+    fitting = [r.dtype for r in plan.rows if r.bytes is not None and plan.row_fits(r)]
     fix = f"use data.storage: {' or '.join(fitting)}" if fitting else "use fewer or smaller datasets"
+    if spread.per_node > 1 and not spread.shared:
+        fix += "; or set data.shared_memory: true (one copy per node instead of one per process)"
     fix += "; or set data.memory_budget if more memory will be free than measured now"
+    short = plan.ram is not None and spread.ram(row) > plan.ram  # placement device: the staging in RAM
+    needed, available, where = ((spread.ram(row), plan.ram, "RAM") if short else
+                                (plan.needed(row), plan.available, plan.where))
+    per = "" if spread.single and plan.ram is None else " per GPU" if spread.device and not short else " per node"
     raise ConfigError(
         "data.storage",
-        f"dataset '{plan.dataset}' needs {human(plan.row(plan.chosen).bytes or 0)} as {plan.chosen}, "
-        f"more than the {human(plan.available)} of {plan.where} available\n{plan.table()}",
+        f"dataset '{plan.dataset}' needs {human(needed)}{per} as {plan.chosen}, "
+        f"more than the {human(available or 0)} of {where} available\n{plan.table()}",
         fix=fix,
     )
 

@@ -23,6 +23,7 @@ from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, l
 from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import validate_options
 from core.placement import Placement, accelerator_free, choose_placement
+from core.shared_memory import per_node
 from core.registry import Component, Registry
 
 # Trainer arguments the core sets itself; a run cannot override them from YAML.
@@ -169,6 +170,7 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     if placement.where == "device" and free is not None:  # the held samples are planned against the accelerator
         datasets = [replace(d, memory=replace(d.memory, available=free, where="accelerator memory")) for d in datasets]
     memory = datasets[0].memory if len(datasets) == 1 else total_plan([d.memory for d in datasets])
+    memory = per_node(memory, config, placement, [s.path for d in datasets for s in d.device if s.transform.learns])
     targets = all_heads(datasets) | ({"responses": 0} if any("responses" in d.meta.fields for d in datasets) else {})
     loss_weights = _loss_weights(config.loss_weights, targets)
     model = build_model(model_c, [d.model_meta for d in datasets])
