@@ -26,6 +26,9 @@ class Normalize(Transform):
     stages = frozenset({DEVICE})
 
     def __init__(self, mean: list[float] | Auto = "auto", std: list[float] | Auto = "auto", scale: float = 255.0) -> None:
+        """``mean``: per channel, in 0..1 pixel units, or ``auto`` (learned from the training split).
+        ``std``: per channel, above 0, or ``auto`` (with ``mean: auto``). ``scale``: the input value
+        of a full-intensity pixel (255 for uint8 pixels, 1 for data already in 0..1)."""
         if (mean == "auto") != (std == "auto"):
             raise ValueError("give mean and std both as lists (one value per channel) or both as auto")
         if mean != "auto":
