@@ -125,7 +125,9 @@ def _originals(group: Any, head: str, mapping: ClassMap, arrays: dict[str, Any])
     """A selected head's original classes: the map as an attribute, each sample's original ids and names."""
     import json
 
-    group.require_group(head).attrs["label_map"] = json.dumps(mapping.describe())
+    attrs = group.require_group(head).attrs
+    if "label_map" not in attrs:
+        attrs["label_map"] = json.dumps(mapping.describe())
     predicted = arrays[f"{head}/predicted"].cpu().numpy()
     out: dict[str, np.ndarray] = {}
     inverse = mapping.inverse()

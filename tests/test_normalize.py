@@ -33,6 +33,11 @@ def pixels(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8))
 
 
+def unread():
+    raise AssertionError("the training split was read again")
+    yield
+
+
 def test_given_values_are_torchvisions_convention_per_channel():
     x = pixels(4, 3, 5, 5)
     norm = Normalize(mean=MEAN, std=STD)
@@ -77,11 +82,11 @@ def test_auto_learns_per_channel_statistics_keeps_them_in_the_run_dir_and_reuses
     assert np.allclose(norm.mean, values.mean(1)) and np.allclose(norm.std, values.std(1, unbiased=False))
     kept = json.loads((tmp_path / "learned.json").read_text())["data.transforms.0"]
     assert kept["transform"] == "normalize" and kept["state"]["mean"] == norm.mean
+    assert norm.fit(unread(), None) is norm.learned  # the next stage of the same process reads nothing
     again = Normalize()
     again.output_layout(Layout((3, 4, 4), "CHW"))
     parts.device = [Step("data.transforms.0", "normalize", again)]
-    parts.opened = {}  # a resumed run or an evaluation: the training split is not read again
-    parts.fmt = None
+    parts.opened = {"train": unread()}  # a resumed run or an evaluation: the training split is not read again
     learn(parts, tmp_path, write=True)
     assert again.mean == norm.mean and again.std == norm.std
 

@@ -45,6 +45,7 @@ class Normalize(Transform):
         self.channels: int | None = None  # of the stim, from output_layout
         self.after_channel = 2  # axes after C (CHW: H and W)
         self.fused = False
+        self.learned: dict[str, Any] | None = None  # the state fit() returned, once it read the split
         self._affine: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def output_layout(self, layout: Layout) -> Layout:
@@ -62,6 +63,8 @@ class Normalize(Transform):
         if self._reusable(saved):
             self._set(saved["mean"], saved["std"])
             return saved
+        if self.learned is not None:  # learned earlier in this process (a run without a run directory)
+            return self.learned
         total = squares = None
         count = 0
         for chunk in stim:
@@ -79,7 +82,8 @@ class Normalize(Transform):
             raise DataError(f"normalize: channel(s) {flat} of the training split are constant (std 0), so auto cannot "
                             "divide by their std; give mean and std as lists")
         self._set(mean.tolist(), std.tolist())
-        return {"mean": self.mean, "std": self.std, "scale": self.scale, "values_per_channel": count}
+        self.learned = {"mean": self.mean, "std": self.std, "scale": self.scale, "values_per_channel": count}
+        return self.learned
 
     def _reusable(self, saved: dict[str, Any] | None) -> bool:
         return (isinstance(saved, dict) and saved.get("scale") == self.scale and isinstance(saved.get("mean"), list)
