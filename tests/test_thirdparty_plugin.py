@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import ROOT, SMALL_RUN, run_cli
 
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
@@ -36,13 +38,12 @@ def test_core_plugins_lists_it_and_shows_its_option(installed):
     assert ["gain", "float", "1.0", "the", "factor"] in [line.split()[:5] for line in shown.stdout.splitlines()]
 
 
-def test_its_own_tests_pass_with_the_kit_without_installing_it():
+def test_its_own_tests_pass_with_the_kit_without_installing_it(pytester, monkeypatch):
     """examples/thirdparty-plugin/tests use only core.testing and the pytest11 fixtures."""
     example = ROOT / "examples" / "thirdparty-plugin"
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=example,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    monkeypatch.syspath_prepend(str(example))
+    result = pytester.runpytest_inprocess(str(example / "tests"), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
 
 
 def test_a_run_names_its_transform_and_disable_makes_it_fail_clearly(installed, write_config):
