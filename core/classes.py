@@ -321,7 +321,7 @@ def subset_maps(fmt: DataFormat) -> dict[str, ClassMap]:
 def write_label_maps(run_dir: Path, formats: Iterable[tuple[str, DataFormat]]) -> None:
     """``<run>/label_map.json``: per dataset and head, each new id's original ids and names
     (written atomically; nothing when no dataset selects classes)."""
-    from core.durable import write_atomic
+    from core.files import write_atomic
 
     maps = {name: {head: m.describe() for head, m in subset_maps(fmt).items()} for name, fmt in formats}
     maps = {name: heads for name, heads in maps.items() if heads}

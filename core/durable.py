@@ -1,8 +1,7 @@
 """Nothing lost: atomic writes, one process per run directory, a stop that leaves a checkpoint.
 
-- :func:`write_atomic` and :class:`AtomicCheckpointIO`: a file is written under a temporary
-  name in its own folder, flushed to disk, then moved over the old one with ``os.replace``
-  (atomic on one filesystem). A kill leaves the previous complete file. (Lightning's own
+- :class:`AtomicCheckpointIO`: checkpoints are written through :mod:`core.files` (a temporary
+  name in their folder, fsync, ``os.replace``). A kill leaves the previous complete file. (Lightning's own
   save goes through a temporary file in ``$TMPDIR``; on another filesystem its final move
   is a copy that a kill can cut short, leaving an empty ``last.ckpt``.)
 - :class:`RunLock`: an exclusive ``flock`` on ``<run_dir>/.lock`` for the life of the
@@ -29,46 +28,17 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from core.errors import ConfigError, Stopped
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """``data`` into ``path``: a temporary file in the same folder, fsync, ``os.replace``."""
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (the folder's entry), where the OS allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+from core.files import replaced
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written with :func:`write_atomic`'s protocol (``torch.save`` to the temporary file)."""
+    """Checkpoints written through :func:`core.files.replaced` (``torch.save`` to the temporary file)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        with open(partial, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-        _sync_folder(path.parent)
+        with replaced(path) as partial:
+            torch.save(checkpoint, partial)
 
 
 class RunLock:

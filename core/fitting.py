@@ -51,7 +51,7 @@ def learn(parts: DatasetParts, run_dir: Path | None, write: bool) -> None:
         saved = entry["state"] if isinstance(entry, dict) and entry.get("transform") == step.name else None
         state = step.transform.fit(_train_stim(parts), saved)
         if write and file is not None and state != saved:
-            from core.durable import write_atomic
+            from core.files import write_atomic
 
             kept[step.path] = {"transform": step.name, "state": state}
             write_atomic(file, json.dumps(kept, indent=2) + "\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from core.durable import write_atomic
+from core.files import write_atomic
 
 METRICS = "metrics.csv"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig, to_yaml
-from core.durable import write_atomic
+from core.files import write_atomic
 from core.errors import ConfigError, short_repr
 
 FIXED = ("seed", "plugins", "data", "datasets", "datasets_dir", "max_datasets", "model", "loss_weights", "optim",

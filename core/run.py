@@ -18,7 +18,8 @@ from typing import Any
 
 from core.classes import write_label_maps
 from core.config import RunConfig, to_yaml
-from core.durable import RunLock, write_atomic
+from core.durable import RunLock
+from core.files import write_atomic
 from core.errors import ConfigError
 from core.kinds import InOrder
 from core.experiment import Sweep, run_sweep

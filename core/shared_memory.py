@@ -81,7 +81,7 @@ class Segment:
 
     def write(self, tensors: dict[str, torch.Tensor]) -> None:
         """Complete the segment: copy in the fields not allocated in it, then write the manifest (last)."""
-        from core.durable import write_atomic
+        from core.files import write_atomic
 
         mine = {(t.data_ptr(), t.shape): name for name, t in self.written.items() if t.numel()}
         fields = []
@@ -279,7 +279,7 @@ class Sharing:
                    else "a run that recorded no owner")
             log.warning("shared memory: %s (%s) was left by %s; it is kept for that run's --resume. To free the "
                         "memory: rm -r %s", folder, human(folder_bytes(folder)), who, folder)
-        from core.durable import write_atomic
+        from core.files import write_atomic
 
         self.folder.mkdir(exist_ok=True)
         write_atomic(self.folder / OWNER, json.dumps(owner_record(self.label)) + "\n")

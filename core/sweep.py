@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 
 from core.config import RunConfig
-from core.durable import write_atomic
+from core.files import replaced, write_atomic
 from core.errors import ConfigError
 
 
@@ -127,7 +126,6 @@ def _plot(rows: list[dict[str, Any]], keys: list[str], out: Path) -> None:
     ax.set_ylabel(f"best {rows[0].get('monitor', 'monitor')}" if rows else "best")
     ax.set_title(f"sweep over {', '.join(keys)}")
     fig.tight_layout()
-    partial = out.with_name(f".{out.name}.partial.png")
-    fig.savefig(partial, dpi=120)
+    with replaced(out) as partial:
+        fig.savefig(partial, dpi=120, format="png")
     plt.close(fig)
-    os.replace(partial, out)

@@ -18,7 +18,8 @@ import torch
 
 import core.run
 from core.cli.train import main as core_train
-from core.durable import AtomicCheckpointIO, RunLock, write_atomic
+from core.durable import AtomicCheckpointIO, RunLock
+from core.files import write_atomic
 from core.errors import ConfigError
 
 RUN = """

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core import DataError
+from core.files import write_atomic
 from plugins.image_folder.decode import decode_all
 from plugins.image_folder.scan import Listing
 
@@ -100,12 +101,12 @@ def _build(listing: Listing, files: CacheFiles, stamp: str, size: int, channels:
         labels = listing.labels if keep is None else listing.labels[keep]
         buffer = io.BytesIO()
         np.save(buffer, labels)
-        _replace(files.labels, buffer.getvalue())
+        write_atomic(files.labels, buffer.getvalue())
         os.replace(partial, files.stim)
     finally:
         partial.unlink(missing_ok=True)
     skipped = [f"{listing.files[row]}: {reason}" for row, reason in bad]
-    _replace(files.info, json.dumps({"version": VERSION, "folder": str(listing.folder), "stamp": stamp,
+    write_atomic(files.info, json.dumps({"version": VERSION, "folder": str(listing.folder), "stamp": stamp,
                                      "files": len(listing.files), "samples": len(labels), "skipped": skipped}, indent=1).encode())
     return Decoded(np.load(files.stim, mmap_mode="c"), labels, skipped)
 
@@ -135,11 +136,3 @@ def _compact(path: Path, keep: np.ndarray) -> None:
     out.flush()
     del out, rows
     os.replace(smaller, path)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` through a temporary file in the same folder and ``os.replace``
-    (no fsync, unlike core.durable.write_atomic, which imports Lightning: a cache can be rebuilt)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)

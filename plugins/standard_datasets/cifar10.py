@@ -14,7 +14,6 @@ checked against its md5 (or ``checksum``), and only the files above are taken ou
 
 from __future__ import annotations
 
-import os
 import tarfile
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core import DataError, DataFormat, DatasetMeta, Split
+from core.files import write_atomic
 from plugins.cifar100mh.format import holdout
 from plugins.cifar100mh.records import as_labels, as_uint8, safe_unpickle
 from plugins.cifar100mh.spec import IMAGE_SHAPE, PIXELS
@@ -129,8 +129,6 @@ def _extract(archive: Path, root: Path, names: list[str]) -> None:
             if missing:
                 raise DataError(f"{archive}: the archive lacks {missing}; is the url option CIFAR-10's Python version?")
             for name in names:
-                partial = root / f"{name}.part"
-                partial.write_bytes(tar.extractfile(members[name]).read())
-                os.replace(partial, root / name)
+                write_atomic(root / name, tar.extractfile(members[name]).read())
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{archive}: not a readable tar archive ({exc}); delete it and run again to download it") from None
