@@ -2,6 +2,9 @@
 checks, and the layers more than one model uses (conv-BN-activation, squeeze-excitation,
 drop path, channel LayerNorm).
 
+An option check raises ``ConfigError`` with the option's name as its path: the core puts it
+under the model's YAML path (``config error at model.vit.patch: ...``).
+
 Every layer here is safe under ``bf16-mixed`` autocast: no in-place op on a tensor autograd
 keeps, no float64, and nothing reads a device value on the host (the training step never
 waits for the accelerator).
@@ -13,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import Batch, DatasetMeta
+from core import Batch, ConfigError, DatasetMeta
 from plugins.zoo.pretrained import load_pretrained
 
 
@@ -37,8 +40,8 @@ class Classifier(nn.Module):
 def image_shape(meta: DatasetMeta, model: str) -> tuple[int, int, int]:
     """``(C, H, W)`` of the model's input; images over time are refused with the alternative."""
     if len(meta.stim_shape) != 3:
-        raise ValueError(f"{model} takes images (C, H, W); dataset '{meta.name}' gives stim of shape {meta.stim_shape} "
-                         "(for presentations over time use recurrent_cnn)")
+        raise ConfigError("", f"{model} takes images (C, H, W); dataset '{meta.name}' gives stim of shape "
+                          f"{meta.stim_shape}", fix="for presentations over time use recurrent_cnn")
     channels, height, width = meta.stim_shape
     return channels, height, width
 
@@ -46,21 +49,22 @@ def image_shape(meta: DatasetMeta, model: str) -> tuple[int, int, int]:
 def check_stride(shape: tuple[int, int, int], stride: int, fix: str) -> None:
     """Refuse an input smaller than the model's total stride (its last feature map would be empty)."""
     if min(shape[1:]) < stride:
-        raise ValueError(f"the input {shape[1]}x{shape[2]} is smaller than the model's total stride {stride}; {fix}")
+        raise ConfigError("", f"the input {shape[1]}x{shape[2]} is smaller than the model's total stride {stride}",
+                          fix=fix)
 
 
-def check_at_least_one(**values: int | float | list[int] | tuple[int, ...]) -> None:
-    """Every named option (or each of its entries) is at least 1."""
+def check_at_least_one(**values: int | tuple[int, ...]) -> None:
+    """Every named option (each entry of a sequence, which must not be empty) is at least 1."""
     for name, value in values.items():
         entries = value if isinstance(value, (list, tuple)) else [value]
         if not entries or min(entries) < 1:
-            raise ValueError(f"{name} must be at least 1{' each (and not empty)' if isinstance(value, (list, tuple)) else ''}, "
-                             f"not {value}")
+            each = " each (and not empty)" if isinstance(value, (list, tuple)) else ""
+            raise ConfigError(name, f"{name} must be at least 1{each}, not {value}")
 
 
 def check_fraction(name: str, value: float) -> None:
     if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), not {value}")
+        raise ConfigError(name, f"{name} must be in [0, 1), not {value}")
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,

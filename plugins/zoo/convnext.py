@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import DatasetMeta
+from core import ConfigError, DatasetMeta
 from plugins.zoo.blocks import (
     Classifier,
     DropPath,
@@ -47,13 +47,23 @@ class ConvNeXtBlock(nn.Module):
 
 
 class ConvNeXt(Classifier):
+    """A ConvNeXt, atto-sized by default, one linear head per dataset head.
+
+    ``depths``: blocks per stage (atto and femto: [2, 2, 6, 2]).
+    ``dims``: channels per stage, one per entry of depths (atto: [40, 80, 160, 320]; femto: [48, 96, 192, 384]).
+    ``drop_path``: the stochastic depth rate of the last block, rising linearly from 0 (in [0, 1)).
+    ``stem``: the patchify stem's kernel and stride (4 on ImageNet; 2 suits 32x32).
+    ``pretrained``: a core-train checkpoint whose matching weights are loaded (see docs/plugins/zoo.md).
+    """
+
     def __init__(self, meta: DatasetMeta, depths: tuple[int, ...] = (2, 2, 6, 2), dims: tuple[int, ...] = (40, 80, 160, 320),
                  drop_path: float = 0.1, stem: int = 2, pretrained: str | None = None) -> None:
         shape = image_shape(meta, "convnext")
         check_at_least_one(depths=depths, dims=dims, stem=stem)
         check_fraction("drop_path", drop_path)
         if len(depths) != len(dims):
-            raise ValueError(f"depths and dims give one entry per stage: {len(depths)} depths but {len(dims)} dims")
+            raise ConfigError("dims", f"depths and dims give one entry per stage: {len(depths)} depths but {len(dims)} dims",
+                              fix="give as many dims as depths")
         check_stride(shape, stem * 2 ** (len(depths) - 1),
                      "use a larger image_size, a smaller stem or fewer stages")
         rates = iter(drop_rates(drop_path, sum(depths)))

@@ -11,11 +11,12 @@ default ``stem_stride: 1`` keeps a 32x32 input at 2x2 before pooling (total stri
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
-from core import DatasetMeta
+from core import ConfigError, DatasetMeta
 from plugins.zoo.blocks import (
     Classifier,
     DropPath,
@@ -56,16 +57,24 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(Classifier):
+    """An EfficientNet (B0 by default), one linear head per dataset head.
+
+    ``width``: the channel multiplier (B0 1.0, B2 1.1; 0.25 for small data).
+    ``depth``: the multiplier of each stage's block count (B0 1.0, B2 1.2).
+    ``drop_path``: the stochastic depth rate of the last block, rising linearly from 0 (in [0, 1)).
+    ``stem_stride``: 2 as on ImageNet (total stride 32) or 1 for small images (total stride 16).
+    ``pretrained``: a core-train checkpoint whose matching weights are loaded (see docs/plugins/zoo.md).
+    """
+
     def __init__(self, meta: DatasetMeta, width: float = 1.0, depth: float = 1.0, drop_path: float = 0.2,
-                 stem_stride: int = 1, pretrained: str | None = None) -> None:
+                 stem_stride: Literal[1, 2] = 1, pretrained: str | None = None) -> None:
         shape = image_shape(meta, "efficientnet")
-        if width <= 0 or depth <= 0:
-            raise ValueError(f"width and depth are multipliers and must be positive, not width {width}, depth {depth}")
-        if stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 (small images) or 2 (ImageNet), not {stem_stride}")
+        for name, value in (("width", width), ("depth", depth)):
+            if value <= 0:
+                raise ConfigError(name, f"{name} is a multiplier and must be positive, not {value}")
         check_fraction("drop_path", drop_path)
         check_stride(shape, stem_stride * math.prod(s[2] for s in STAGES),
-                     "use a larger image_size or stem_stride: 1")
+                     "use a larger image_size, or stem_stride: 1")
         repeats = [math.ceil(blocks * depth) for *_, blocks in STAGES]
         rates = iter(drop_rates(drop_path, sum(repeats)))
         cin = round_channels(STEM * width)

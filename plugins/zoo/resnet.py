@@ -71,10 +71,17 @@ def resnet9_body(channels: int, width: int) -> nn.Sequential:
 
 
 class ResNet(Classifier):
+    """A ResNet for images of any size (8x8 or more), one linear head per dataset head.
+
+    ``depth``: 18 or 34 (CIFAR-style basic-block ResNets) or 9 (the fast ResNet-9).
+    ``width``: channels of the first stage, doubled by each of the next three (64 in the papers).
+    ``pretrained``: a core-train checkpoint whose matching weights are loaded (see docs/plugins/zoo.md).
+    """
+
     def __init__(self, meta: DatasetMeta, depth: Literal[9, 18, 34] = 18, width: int = 64,
                  pretrained: str | None = None) -> None:
         shape = image_shape(meta, "resnet")
         check_at_least_one(width=width)
-        check_stride(shape, STRIDE, "use image_size 8 or more")
+        check_stride(shape, STRIDE, "use an image_size of 8 or more")
         body = resnet9_body(shape[0], width) if depth == 9 else resnet_body(shape[0], depth, width)
         super().__init__(meta, body, 8 * width, pretrained)

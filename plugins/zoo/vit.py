@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import DatasetMeta
+from core import ConfigError, DatasetMeta
 from plugins.zoo.blocks import Classifier, DropPath, check_at_least_one, check_fraction, drop_rates, image_shape
 
 
@@ -65,22 +65,35 @@ class ViTBody(nn.Module):
 
 
 class ViT(Classifier):
+    """A Vision Transformer (ViT-Tiny-sized by default, 6 blocks), one linear head per dataset head.
+
+    ``patch``: the side of the square patches, which must divide the input's height and width.
+    ``dim``: the token width.
+    ``depth``: the number of transformer blocks.
+    ``num_heads``: attention heads per block (dim must be divisible by it).
+    ``mlp_ratio``: the MLP's hidden width as a multiple of dim.
+    ``drop_path``: the stochastic depth rate of the last block, rising linearly from 0 (in [0, 1)).
+    ``pretrained``: a core-train checkpoint whose matching weights are loaded (see docs/plugins/zoo.md).
+    """
+
     def __init__(self, meta: DatasetMeta, patch: int = 4, dim: int = 192, depth: int = 6, num_heads: int = 3,
                  mlp_ratio: float = 4.0, drop_path: float = 0.0, pretrained: str | None = None) -> None:
         channels, height, width = image_shape(meta, "vit")
         check_at_least_one(patch=patch, dim=dim, depth=depth, num_heads=num_heads)
         check_fraction("drop_path", drop_path)
         if mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be positive, not {mlp_ratio}")
+            raise ConfigError("mlp_ratio", f"mlp_ratio must be positive, not {mlp_ratio}")
         if dim % num_heads:
-            raise ValueError(f"dim {dim} does not split into {num_heads} heads; use a dim divisible by num_heads")
+            raise ConfigError("num_heads", f"dim {dim} does not split into {num_heads} heads",
+                              fix="use a num_heads that divides dim (or a dim divisible by num_heads)")
+        divisors = [p for p in range(1, min(height, width) + 1) if height % p == 0 and width % p == 0]
         if patch > min(height, width):
-            raise ValueError(f"patch {patch} is larger than the input {height}x{width}; use a patch of at most "
-                             f"{min(height, width)} or a larger image_size")
+            raise ConfigError("patch", f"patch {patch} is larger than the input {height}x{width}",
+                              fix=f"use a patch that divides both sides (one of {divisors}) or a larger image_size")
         if height % patch or width % patch:
-            divisors = [p for p in range(1, min(height, width) + 1) if height % p == 0 and width % p == 0]
-            raise ValueError(f"patch {patch} does not divide the input {height}x{width}; use a patch that divides "
-                             f"both sides (one of {divisors}) or an image_size divisible by {patch}")
+            raise ConfigError("patch", f"patch {patch} does not divide the input {height}x{width}",
+                              fix=f"use a patch that divides both sides (one of {divisors}) or an image_size "
+                                  f"divisible by {patch}")
         tokens = (height // patch) * (width // patch)
         body = ViTBody(channels, tokens, patch, dim, depth, num_heads, mlp_ratio, drop_path)
         super().__init__(meta, body, dim, pretrained)
