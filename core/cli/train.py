@@ -46,6 +46,19 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from core.config import load_config, to_yaml
+
+    _check_flags(args)
+    config = load_config(args.config, args.overrides)
+    if args.command == "sweep":
+        return _sweep(args, config)
+    if args.print_config:
+        sys.stdout.write(to_yaml(config))
+        return 0
+    return _run(args, config)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that only make sense together (or with one subcommand)."""
     from core.errors import ConfigError
 
     if args.experiment_only and not args.checkpoint:
@@ -59,13 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.grid) != (args.command == "sweep"):
         raise ConfigError("--grid", "core-train sweep and --grid go together",
                           fix="core-train sweep --config run.yaml --grid optim.lr=1e-3,3e-3")
-    config = load_config(args.config, args.overrides)
-    if args.command == "sweep":
-        return _sweep(args, config)
-    if args.print_config:
-        sys.stdout.write(to_yaml(config))
-        return 0
 
+
+def _run(args: argparse.Namespace, config: object) -> int:
+    """Resolve the config, then dry-run, evaluate, or train (and test) it."""
+    from core.errors import ConfigError
     from core.registry import Registry
     from core.resolve import check_accelerator, resolve
 
