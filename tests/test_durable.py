@@ -22,19 +22,15 @@ from core.durable import AtomicCheckpointIO, RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
 
-RUN = """
-    name: stop
-    output_dir: {out}
-    seed: 2
-    data:
-      format: {{digits: {{image_size: 12}}}}
-      transforms: [pixelnorm, random_flip, {{random_translate: {{pixels: 1}}}}]
-      batch_size: 100
-    model: {{simple_cnn: {{conv1: 4, conv2: 8, fc_hidden: 16, dropout: 0.2}}}}
-    optim: {{optimizer: adamw, lr: 0.003, scheduler: cosine}}
-    trainer: {{max_epochs: 3, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false,
-               log_every_n_steps: 4}}
-"""
+def _benchmark():
+    # benchmarks/ is not a package: load the kill campaign by its path; its run is ours too
+    spec = importlib.util.spec_from_file_location("kill_resume", Path(__file__).parents[1] / "benchmarks" / "kill_resume.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _benchmark()
 
 
 class SignalAt(lightning.Callback):
@@ -55,10 +51,9 @@ def _weights(path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("full")
-    config = folder / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=folder / "runs")))
+    config = bench.write_config(folder, epochs=3)
     assert core_train(["fit", "--config", str(config)]) == 0
-    run_dir = folder / "runs" / "stop"
+    run_dir = folder / "runs" / "kill"
     return _weights(run_dir / "checkpoints" / "last.ckpt"), sorted((run_dir / "metrics.csv").read_text().splitlines())
 
 
@@ -66,8 +61,7 @@ def uninterrupted(tmp_path_factory):
                          ids=["sigterm-mid-epoch", "sigint-at-epoch-end"])
 def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys, uninterrupted, step,
                                                            signum, status):
-    config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    config = bench.write_config(tmp_path, epochs=3)
     build = core.run.build_trainer
     monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalAt(step, signum)]))
     assert core_train(["fit", "--config", str(config)]) == status
@@ -75,7 +69,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
     assert f"stopped by {signal.Signals(signum).name} at epoch" in err and "continue with: core-train" in err
     monkeypatch.setattr(core.run, "build_trainer", build)
     assert core_train(["fit", "--config", str(config), "--resume"]) == 0
-    run_dir = tmp_path / "runs" / "stop"
+    run_dir = tmp_path / "runs" / "kill"
     weights, rows = uninterrupted
     resumed = _weights(run_dir / "checkpoints" / "last.ckpt")
     assert all(torch.equal(weights[k], resumed[k]) for k in weights)  # bitwise: order, augmentations, optimizer
@@ -118,10 +112,9 @@ def test_a_second_process_on_a_running_run_is_refused_naming_the_holder(tmp_path
 
 
 def test_resume_refuses_what_it_cannot_honour_and_stretches_the_schedule_to_a_longer_run(tmp_path, capsys):
-    config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    config = bench.write_config(tmp_path, epochs=3)
     assert core_train(["fit", "--config", str(config), "--set", "trainer.max_epochs=1"]) == 0
-    run_dir = tmp_path / "runs" / "stop"
+    run_dir = tmp_path / "runs" / "kill"
     before = (run_dir / "config.yaml").read_text()
     assert core_train(["fit", "--config", str(config), "--resume", "--set", "optim.lr=0.1", "--set", "seed=5"]) == 2
     err = capsys.readouterr().err
@@ -138,10 +131,9 @@ def test_resume_refuses_what_it_cannot_honour_and_stretches_the_schedule_to_a_lo
 
 
 def test_a_damaged_last_checkpoint_is_named_with_the_intact_best_one(tmp_path, capsys):
-    config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    config = bench.write_config(tmp_path, epochs=3)
     assert core_train(["fit", "--config", str(config), "--set", "trainer.max_epochs=1"]) == 0
-    last = tmp_path / "runs" / "stop" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "runs" / "kill" / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:100])
     assert core_train(["fit", "--config", str(config), "--resume"]) == 2
     err = capsys.readouterr().err
@@ -149,8 +141,7 @@ def test_a_damaged_last_checkpoint_is_named_with_the_intact_best_one(tmp_path, c
 
 
 def test_a_non_finite_loss_stops_training_naming_epoch_step_and_dataset(tmp_path, monkeypatch, capsys):
-    config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    config = bench.write_config(tmp_path, epochs=3)
     from core.module import MultiHeadClassifier
 
     forward = MultiHeadClassifier.forward
@@ -169,15 +160,11 @@ def test_a_run_killed_right_after_a_checkpoint_resumes_to_the_uninterrupted_resu
     """kill -9 just after the third checkpoint write, in a real core-train process. Checkpoints
     every 4 steps of 12-step epochs: the step-8 one must hold the row logged at step 7, and
     none may be taken after an epoch's last batch (the third write is then the epoch's best.ckpt)."""
-    spec = importlib.util.spec_from_file_location("kill_resume", Path(__file__).parents[1] / "benchmarks" / "kill_resume.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")) + "checkpoint: {every_n_train_steps: 4}\n")
+    config = bench.write_config(tmp_path, epochs=3)
     assert bench.fit(config, die_after=3, log=tmp_path / "saves.log") == -signal.SIGKILL
     assert (tmp_path / "saves.log").read_text().splitlines()[-1] == "best.ckpt epoch 0 step 12"
     assert core_train(["fit", "--config", str(config), "--resume"]) == 0
-    run_dir = tmp_path / "runs" / "stop"
+    run_dir = tmp_path / "runs" / "kill"
     weights, rows = uninterrupted
     resumed = _weights(run_dir / "checkpoints" / "last.ckpt")
     assert all(torch.equal(weights[k], resumed[k]) for k in weights)
