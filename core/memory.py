@@ -95,34 +95,23 @@ class MemoryPlan:
         return self.row_fits(self.row(self.chosen)) and self.shm_fits()
 
     def table(self) -> str:
-        if self.spread.single and self.ram is None:
-            return self._single_table()
-        per = " per GPU" if self.spread.device else " per node"
-        ram = f", {human(self.ram)} of RAM per node" if self.ram is not None else ""
+        """The plan as the dry run prints it; one process keeping its samples in RAM gets the short form."""
+        wide = not (self.spread.single and self.ram is None)
+        per, ram = ("", "") if not wide else (" per GPU", f", {human(self.ram)} of RAM per node") \
+            if self.ram is not None else (" per node", "")
+        columns = ("one copy", "RAM/node", "per GPU") if wide else ("memory",)
         lines = [f"memory plan for dataset '{self.dataset}' ({human(self.available)} of {self.where} available{per}{ram})",
-                 *(f"  {line}" for line in self.spread.describe()),
-                 f"  {'dtype':<10} {'one copy':>10} {'RAM/node':>10} {'per GPU':>10}  {'fits?':<6} {'free after':>10}"]
+                 *(f"  {line}" for line in (self.spread.describe() if wide else [])),
+                 f"  {'dtype':<10} {' '.join(f'{c:>10}' for c in columns)}  {'fits?':<6} {'free after':>10}"]
         for r in self.rows:
             mark = "  <- data.storage" if r.dtype == self.chosen else ""
             if r.bytes is None:
-                lines.append(f"  {r.dtype:<10} {'-':>10} {'-':>10} {'-':>10}  {'n/a':<6} {'-':>10}  ({r.reason}){mark}")
-                continue
-            gpu = human(self.spread.gpu(r)) if self.spread.device else "-"
-            fits = "yes" if self.row_fits(r) else "NO"
-            lines.append(f"  {r.dtype:<10} {human(r.bytes):>10} {human(self.spread.ram(r)):>10} {gpu:>10}  {fits:<6} "
-                         f"{human(self.available - self.needed(r)):>10}{mark}")
-        return "\n".join(lines)
-
-    def _single_table(self) -> str:
-        lines = [f"memory plan for dataset '{self.dataset}' ({human(self.available)} of {self.where} available)",
-                 f"  {'dtype':<10} {'memory':>10}  {'fits?':<6} {'free after':>10}"]
-        for r in self.rows:
-            mark = "  <- data.storage" if r.dtype == self.chosen else ""
-            if r.bytes is None:
-                lines.append(f"  {r.dtype:<10} {'-':>10}  {'n/a':<6} {'-':>10}  ({r.reason}){mark}")
+                cells, fits, free, note = ["-"] * len(columns), "n/a", "-", f"  ({r.reason})"
             else:
-                fits = "yes" if r.bytes <= self.available else "NO"
-                lines.append(f"  {r.dtype:<10} {human(r.bytes):>10}  {fits:<6} {human(self.available - r.bytes):>10}{mark}")
+                gpu = human(self.spread.gpu(r)) if self.spread.device else "-"
+                cells = [human(r.bytes), human(self.spread.ram(r)), gpu] if wide else [human(r.bytes)]
+                fits, free, note = "yes" if self.row_fits(r) else "NO", human(self.available - self.needed(r)), ""
+            lines.append(f"  {r.dtype:<10} {' '.join(f'{c:>10}' for c in cells)}  {fits:<6} {free:>10}{note}{mark}")
         return "\n".join(lines)
 
 

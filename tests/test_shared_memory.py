@@ -234,6 +234,33 @@ def test_shards_are_disjoint_equal_and_fixed():
     assert torch.equal(shares[1], shard_indices(103, 1, 4, seed=7)) and all(torch.equal(s, s.sort().values) for s in shares)
 
 
+def test_with_data_shard_each_rank_trains_on_its_own_share_only():
+    from core.data import CoreDataModule
+    from core.kinds import InOrder
+    from plugins.samplers.order import RandomOrder
+
+    class Format:
+        streams = False
+
+        def open(self, split_name):
+            return Split({"stim": np.zeros((41, 1, 2, 2), np.uint8), "digit": np.arange(41)})
+
+    seen = []
+    for rank in (0, 1):
+        dm = CoreDataModule.single(Format(), Uint8Storage(), [], [], RandomOrder(), InOrder(), 4, 0, seed=5)
+        dm.shard = True
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2, current_epoch=0, global_step=0, overfit_batches=0,
+                                     strategy=SimpleNamespace(root_device=torch.device("cpu")))
+        dm.setup("fit")
+        assert torch.equal(dm.splits["train"]["digit"], shard_indices(41, rank, 2, seed=5))
+        batches = list(dm.train_dataloader())
+        assert len(batches) == 5  # 20 samples of its share, batches of 4: the rank samples within its share
+        seen.append(set(torch.cat([b["digit"] for b in batches]).tolist()))
+        assert seen[-1] == set(shard_indices(41, rank, 2, seed=5).tolist())
+        assert len(dm.splits["val"]["digit"]) == 41  # evaluation splits stay whole
+    assert not seen[0] & seen[1]
+
+
 RECORDER = """
     import json, os
     from lightning.pytorch.callbacks import Callback
