@@ -2,9 +2,11 @@
 
 Writes once, in a temporary directory, two HDF5 sessions of random uint8 images (``stim``
 N x 1 x SIZE x SIZE, chunked 256 trials per HDF5 chunk, with a ``label`` head): a big one
-(default N = 20,000 at SIZE 120: 288 MB of pixels) and a small one (3,200 trials of the same
-size, 46 MB: enough for the same training steps on two ranks; the baseline of the processes
-themselves: Python, torch, Lightning, the model, the steps).
+(default N = 300,000 at SIZE 32: 307 MB of pixels) and a small one (3,200 trials of the same
+size: enough for the same training steps on two ranks; the baseline of the processes
+themselves: Python, torch, Lightning, the model, the steps). Small images keep a batch's
+tensors small (32 KB), so the allocator's handling of them moves the peaks by little; at
+SIZE 120 (20,000 trials) the same measurement moved by +-25 MB from run to run.
 Then it runs the real CLI, ``core-train fit`` (format ``hdf5`` in ``mode: memory``, storage
 ``uint8``, one epoch of 40 training and 5 validation batches of 32, a tiny CNN, on the CPU,
 gloo), for
@@ -30,7 +32,7 @@ The data's share of a run is its ``held`` peak minus the small run's with the sa
 the target is that two ranks hold at most 1.1x the data bytes of one. Linux only. Run from the
 repository root:
 
-    .venv/bin/python benchmarks/ddp_memory.py [--n 20000] [--size 120]
+    .venv/bin/python benchmarks/ddp_memory.py [--n 300000] [--size 32]
 """
 
 from __future__ import annotations
@@ -130,8 +132,8 @@ def peak_pss(command: list[str]) -> tuple[int, int, int, int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=20_000, help="trials of the big session")
-    parser.add_argument("--size", type=int, default=120, help="image side in pixels")
+    parser.add_argument("--n", type=int, default=300_000, help="trials of the big session")
+    parser.add_argument("--size", type=int, default=32, help="image side in pixels")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -23,6 +23,7 @@ from core.errors import ConfigError, short_repr
 
 FIXED = ("seed", "plugins", "data", "datasets", "datasets_dir", "max_datasets", "model", "loss_weights", "optim",
          "compile")
+HOW_HELD = ("data.shared_memory", "data.shm_dir")  # where the samples are held, not what is learned: may change
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -71,13 +72,27 @@ def check_resume(checkpoint: dict[str, Any], config: RunConfig) -> list[tuple[st
     if not isinstance(saved, dict):
         return []  # a checkpoint of an older core-train: nothing to compare with
     changes = changed_keys(saved, config.model_dump(mode="json"))
-    refused = [c for c in changes if c[0].split(".")[0] in FIXED]
+    refused = [c for c in changes if c[0].split(".")[0] in FIXED and c[0] not in HOW_HELD and not _added(c)]
     if refused:
         lines = "\n    ".join(f"{key}: {short_repr(a)} -> {short_repr(b)}" for key, a, b in refused)
         raise ConfigError(refused[0][0], f"--resume continues the run as it was trained; these keys changed:\n    {lines}",
                           fix="resume with the original values (see the run's config.yaml), or start a new run "
                               "(--overwrite or another name) with the new ones")
     return [c for c in changes if c[0] not in ("name", "output_dir")]
+
+
+def _added(change: tuple[str, Any, Any]) -> bool:
+    """A key the checkpoint's core-train did not have yet, at its default now: no change."""
+    import pydantic
+
+    key, before, after = change
+    model: Any = RunConfig
+    for part in key.split("."):
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, pydantic.BaseModel) else None
+        if field is None:
+            return False
+        model = field.annotation
+    return before is None and after == field.default
 
 
 def record_config(run_dir: Path, config: RunConfig, changes: list[tuple[str, Any, Any]] | None) -> None:

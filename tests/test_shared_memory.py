@@ -261,6 +261,21 @@ def test_with_data_shard_each_rank_trains_on_its_own_share_only():
     assert not seen[0] & seen[1]
 
 
+def test_a_resume_may_move_the_shared_memory_but_not_the_shards():
+    from core.resume import check_resume
+
+    config = parse_config({"name": "r", "data": {"format": "digits"}, "model": "simple_cnn"})
+    saved = config.model_dump(mode="json")
+    older = {**saved, "data": {k: v for k, v in saved["data"].items() if k not in ("shared_memory", "shm_dir", "shard")}}
+    assert check_resume({"hyper_parameters": {"config": older}}, config) != []  # an older checkpoint: no refusal
+    moved = config.model_copy(update={"data": config.data.model_copy(update={"shm_dir": "/scratch", "shared_memory": True})})
+    assert [key for key, *_ in check_resume({"hyper_parameters": {"config": saved}}, moved)] == [
+        "data.shared_memory", "data.shm_dir"]
+    sharded = config.model_copy(update={"data": config.data.model_copy(update={"shard": True})})
+    with pytest.raises(ConfigError, match="data.shard: --resume continues the run as it was trained"):
+        check_resume({"hyper_parameters": {"config": saved}}, sharded)
+
+
 RECORDER = """
     import json, os
     from lightning.pytorch.callbacks import Callback
