@@ -183,6 +183,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
     write_atomic(run_dir / "plugins.json", json.dumps(provenance(resolved), indent=2) + "\n")
     write_label_maps(run_dir, [(d.meta.name, d.fmt) for d in resolved.datasets])
     trainer, datamodule, module, best = build_trainer(resolved, run_dir)
+    datamodule.sharing.resuming = resume  # segments a crash left are mapped again, not rebuilt
     # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 

@@ -204,6 +204,7 @@ class Sharing:
     mode: str | bool  # data.shared_memory
     keep: bool  # the ranks gather batches from the segments (placement host); else they only stage
     needed: int  # bytes of one copy of the run's held data
+    resuming: bool = False  # --resume: this run's complete segments left by a crash are reused
     timeout: float = WAIT_TIMEOUT_S
     finalizer: weakref.finalize | None = field(default=None, repr=False)
     started: bool = False
@@ -225,8 +226,7 @@ class Sharing:
         local = trainer.local_rank if trainer is not None else 0
         if not self.started:
             if local == 0:
-                self.start(resuming=trainer is not None and trainer.ckpt_path is not None
-                           and trainer.state.fn == "fit")
+                self.start()
             _barrier(trainer, "core-train shared memory: started")
             self.started = True
         segment = Segment(self.folder / segment_name(dataset, split, self.key))
@@ -255,7 +255,7 @@ class Sharing:
         if trainer is None or trainer.local_rank == 0:
             shutil.rmtree(self.folder / segment_name(dataset, split, self.key), ignore_errors=True)
 
-    def start(self, resuming: bool) -> None:
+    def start(self) -> None:
         """First local rank, before its first split: clear what a crash of this run left (kept
         for ``--resume``), report other runs' left-overs, take the run's folder, check the room."""
         try:
@@ -270,7 +270,7 @@ class Sharing:
                 if record is not None and alive(record) and record["pid"] != os.getpid():
                     raise ConfigError("data.shm_dir", f"{folder} is in use by process {record['pid']} of this run",
                                       fix="wait for that process to end, or stop it")
-                if not resuming:
+                if not self.resuming:
                     shutil.rmtree(folder)
             elif record is None or not alive(record):
                 left.append((folder, record))

@@ -46,14 +46,13 @@ def data(n: int = 12) -> Split:
     return Split({"stim": Lazy(stim), "digit": np.arange(n) % 10})
 
 
-def trainer(local_rank: int = 0, resume: bool = False) -> SimpleNamespace:
+def trainer(local_rank: int = 0) -> SimpleNamespace:
     """What Sharing reads of a Lightning trainer; the barrier is a no-op (one process plays every rank)."""
-    return SimpleNamespace(local_rank=local_rank, num_devices=2, ckpt_path="last.ckpt" if resume else None,
-                           state=SimpleNamespace(fn="fit"), strategy=SimpleNamespace(barrier=lambda name=None: None))
+    return SimpleNamespace(local_rank=local_rank, num_devices=2, strategy=SimpleNamespace(barrier=lambda name=None: None))
 
 
-def sharing(root: Path, needed: int = 0) -> Sharing:
-    return Sharing(root, RUN, "'t' (runs/t)", "k" * 16, "auto", keep=True, needed=needed)
+def sharing(root: Path, needed: int = 0, resuming: bool = False) -> Sharing:
+    return Sharing(root, RUN, "'t' (runs/t)", "k" * 16, "auto", keep=True, needed=needed, resuming=resuming)
 
 
 def build() -> dict[str, torch.Tensor]:
@@ -133,11 +132,11 @@ def test_a_segment_cut_short_by_a_crash_is_built_again_and_a_complete_one_is_reu
     with open(train / "0.bin", "r+b") as handle:
         handle.truncate(100)  # cut short
     caplog.set_level(logging.INFO, logger="core")
-    resumed = sharing(tmp_path)
-    held = resumed.hold("digits", "train", build, trainer(resume=True))
+    resumed = sharing(tmp_path, resuming=True)
+    held = resumed.hold("digits", "train", build, trainer())
     assert f"{train} was left incomplete (0.bin (stim) has 100 of its 576 bytes); building it again" in caplog.text
     np.testing.assert_array_equal(held["stim"].numpy(), data().fields["stim"].array)
-    resumed.hold("digits", "val", lambda: pytest.fail("a complete segment is reused on --resume"), trainer(resume=True))
+    resumed.hold("digits", "val", lambda: pytest.fail("a complete segment is reused on --resume"), trainer())
     assert "dataset 'digits' split 'val' reused from" in caplog.text
     resumed.close()
     # without --resume a crashed run's segments are removed at its next start
