@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from core import ConfigError, DatasetMeta, Layout
+from core.cli.train import main as core_train
 from core.config import OptimSection, parse_config
 from core.experiment import plan_sweep
 from core.module import MultiHeadClassifier
@@ -126,7 +127,7 @@ def test_experiment_parameter_must_name_a_device_transform_option():
     assert [t.contrast for t in sweep.transforms] == [0.2, 1.0] and sweep.position == 1
 
 
-def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path):
+def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path, capsys):
     args = ["--config", "configs/contrast_experiment.yaml", "--set", f"output_dir={tmp_path}", "--set", "trainer.max_epochs=4",
             "--set", "trainer.enable_progress_bar=false"]
     result = run_cli("core-train", *args)
@@ -146,10 +147,10 @@ def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "experiment digit peak accuracy @ stimulus_contrast.stimulus_contrast=1.0" in again.stdout
     assert len(list(csv.DictReader(open(run_dir / "experiment.csv")))) == 72
-    missing = run_cli("core-train", *args, "--checkpoint", tmp_path / "nope.ckpt", "--experiment-only")
-    assert missing.returncode == 2 and "config error at --checkpoint: no checkpoint at" in missing.stderr
-    alone = run_cli("core-train", *args, "--checkpoint", run_dir / "checkpoints" / "best.ckpt")
-    assert alone.returncode == 2 and "--checkpoint names what validate, test, predict or --experiment-only evaluates" in alone.stderr
+    assert core_train([*args, "--checkpoint", str(tmp_path / "nope.ckpt"), "--experiment-only"]) == 2
+    assert "config error at --checkpoint: no checkpoint at" in capsys.readouterr().err
+    assert core_train([*args, "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt")]) == 2
+    assert "--checkpoint names what validate, test, predict or --experiment-only evaluates" in capsys.readouterr().err
 
 
 def test_duration_and_interval_configs_train(tmp_path):
