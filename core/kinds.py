@@ -215,7 +215,8 @@ class StorageBackend(ABC):
     ``plan`` splits the run's transforms into the prepare stage (run once by
     ``materialise``) and the device stage (run per batch after ``finish``). The default
     plan runs every transform up to the first device-only one at preparation.
-    ``bytes_per_value`` is what the memory planner counts per stored ``stim`` value.
+    ``bytes_per_value`` is what the memory planner counts per stored ``stim`` value, whatever
+    the dataset's ``stim_dtype``; ``check_stim`` refuses a ``stim_dtype`` the backend cannot hold.
     """
 
     dtype_name: ClassVar[str] = ""
@@ -240,6 +241,11 @@ class StorageBackend(ABC):
                     fix=f"list '{step.name}' before '{first.name}'",
                 )
         return prepare, device
+
+    def check_stim(self, dtype: str) -> None:
+        """Raise ``ValueError`` when this backend cannot hold ``stim`` stored as ``dtype`` (the
+        dataset's ``stim_dtype``); the resolver makes it a config error at ``data.storage``
+        naming the backends that can. The default holds any dtype (it casts)."""
 
     @staticmethod
     def check_stages(step: Step) -> frozenset[str]:

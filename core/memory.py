@@ -139,6 +139,11 @@ def plan_memory(
     """
     rows = []
     for name, backend in backends.items():
+        try:
+            backend.check_stim(meta.stim_dtype)
+        except ValueError:
+            rows.append(PlanRow(name, None, reason=f"cannot hold {meta.stim_dtype} stim"))
+            continue
         if streamed:
             rows.append(PlanRow(name, 0, reason="streamed from disk"))
             continue

@@ -239,6 +239,7 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
     layout = layouts(meta.layout, prepare + device, meta.name)[-1]
     memory = plan_memory(meta, storage_c.used.name, _backends(registry, storage_c.used.name, storage), steps,
                          config.data.memory_budget, streamed=fmt.streams)
+    check_stim_dtype(storage, meta, memory, spec.at("storage"))
     sampler = sampler_c.build()
     try:
         sampler.bind_meta(meta)
@@ -253,6 +254,18 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
     used += [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used]
     model_meta = replace(meta, stim_shape=layout.shape, stim_axes=layout.axes)
     return ResolvedDataset(fmt, meta, storage, steps, prepare, device, sampler, memory, model_meta)
+
+
+def check_stim_dtype(storage: StorageBackend, meta: DatasetMeta, memory: MemoryPlan, path: str) -> None:
+    """A storage backend that cannot hold the dataset's stim dtype (uint8 given float stim) is a
+    config error at its YAML path, in the dry run, naming the backends that can."""
+    try:
+        storage.check_stim(meta.stim_dtype)
+    except ValueError as exc:
+        takers = [row.dtype for row in memory.rows if row.bytes is not None]
+        fix = (f"set {path}: {' or '.join(takers)}" if takers else
+               f"use a storage backend that holds {meta.stim_dtype} stim (plugin cast: bfloat16 or float32)")
+        raise ConfigError(path, f"dataset '{meta.name}': {exc}", fix=fix) from None
 
 
 def build_model(model_c: Checked, metas: list[DatasetMeta]) -> Any:

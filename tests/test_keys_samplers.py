@@ -25,6 +25,7 @@ from plugins.webdataset.format import WebDatasetFormat  # noqa: E402
 from plugins.webdataset.tarfiles import ShardError  # noqa: E402
 
 MINDEYE_KEYS = {"stim": "images", "responses": "voxels", "kind": "cls"}
+FLOAT_KEYS = {"stim": "images", "responses": "voxels"}  # NSD's MindEye files: no labels
 
 
 @pytest.fixture
@@ -60,6 +61,82 @@ def test_hdf5_a_key_naming_a_missing_dataset_names_the_file_the_key_and_what_it_
         HDF5Sessions(str(mindeye)).meta()  # without keys: the hint
     with pytest.raises(ValueError, match="2 label heads"):
         HDF5Sessions(str(mindeye), keys={"a": "cls", "b": "cls"})
+
+
+@pytest.fixture
+def mindeye_float(tmp_path):
+    """MindEye's file as NSD ships it: float16 ``images`` in [0, 1] (N x 3 x H x W) and float16
+    ``voxels``; no labels, no split (trials are split by a fixed permutation)."""
+    path = tmp_path / "subj01_float16.h5"
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 3, 16, 16), dtype=np.float32)
+    with h5py.File(path, "w") as f:
+        f["images"] = images.astype(np.float16)
+        f["voxels"] = (images.mean(axis=(2, 3)) @ rng.random((3, 50), dtype=np.float32)).astype(np.float16)
+    return path
+
+
+def test_hdf5_sessions_must_agree_on_the_stim_dtype(mindeye, mindeye_float):
+    fmt = HDF5Sessions([str(mindeye), str(mindeye_float)], keys=FLOAT_KEYS)
+    with pytest.raises(DataError, match=f"{mindeye} stores stim as uint8, {mindeye_float} as float16; sessions read "
+                                        "as one dataset must agree"):
+        fmt.meta()
+
+
+def float_run(path, storage, mode="memory"):
+    return {"name": "mindeye", "seed": 0,
+            "data": {"format": {"hdf5": {"paths": str(path), "mode": mode, "keys": FLOAT_KEYS}},
+                     "storage": storage, "transforms": [{"normalize": {"scale": 1}}], "batch_size": 8, "num_workers": 0},
+            "model": {"shared_core_readout": {"channels": 4, "layers": 1, "kernel": 3, "loss": "mse"}}}
+
+
+@pytest.mark.parametrize("mode", ["memory", "lazy"])
+def test_hdf5_float16_images_and_voxels_read_as_stored(mindeye_float, mode):
+    fmt = HDF5Sessions(str(mindeye_float), mode=mode, keys=FLOAT_KEYS)
+    meta = fmt.meta()
+    assert meta.stim_dtype == "float16" and meta.heads == {} and meta.fields == {"responses": ((50,), "float32")}
+    split = fmt.open("val")
+    got = split.read(np.arange(len(split))) if mode == "lazy" else {k: np.asarray(v[:]) for k, v in split.fields.items()}
+    assert got["stim"].dtype == np.float16 and got["responses"].dtype == np.float32 and got["stim"].shape == (4, 3, 16, 16)
+    with h5py.File(mindeye_float) as f:
+        first = int(fmt.assignment["val"][1][0])
+        assert np.array_equal(got["stim"][0], f["images"][first])
+
+
+@pytest.mark.parametrize("mode, storage", [("memory", "float32"), ("lazy", "bfloat16")])
+def test_hdf5_float_stim_trains_through_a_float_storage(mindeye_float, tmp_path, mode, storage):
+    from core.testing import run_config
+
+    metrics = run_config(float_run(mindeye_float, storage, mode), output_dir=tmp_path / "runs")
+    assert np.isfinite(metrics["train/loss_epoch"]) and np.isfinite(metrics["test/corr"])
+
+
+def test_hdf5_float_stim_in_uint8_storage_is_refused_in_the_dry_run(mindeye_float):
+    registry = Registry.load()
+    plan = resolve(parse_config(float_run(mindeye_float, "float32")), registry).memory.table()
+    assert "(cannot hold float16 stim)" in plan
+    with pytest.raises(ConfigError) as error:
+        resolve(parse_config(float_run(mindeye_float, "uint8", "lazy")), registry)  # what --dry-run does: before loading
+    assert error.value.path == "data.storage"
+    assert "storage 'uint8' holds raw uint8 pixels, but the dataset's stim is float16" in error.value.message
+    assert error.value.fix == "set data.storage: bfloat16 or float32"
+
+
+def test_validate_reports_non_finite_float_stim_under_keys(mindeye_float, capsys):
+    from core.cli.data import main
+    from plugins.hdf5.tool import HDF5Tool
+
+    assert HDF5Tool().validate(mindeye_float, keys=FLOAT_KEYS) == []
+    with h5py.File(mindeye_float, "a") as f:
+        f["images"][5, 1, 2, 3] = np.inf
+    problems = HDF5Tool().validate(mindeye_float, keys=FLOAT_KEYS)
+    assert len(problems) == 1 and f"{mindeye_float}: stim holds inf at trial 5" in problems[0], problems
+    assert main(["validate", "--option", "keys.stim=images", "--option", "keys.responses=voxels", str(mindeye_float)]) == 1
+    assert problems[0] in capsys.readouterr().out
+    with h5py.File(mindeye_float, "a") as f:
+        f["float64"] = np.zeros((40, 3, 16, 16))
+    with pytest.raises(DataError, match="stim is float64; the session layout stores uint8 pixels or float16/float32"):
+        HDF5Sessions(str(mindeye_float), keys={"stim": "float64"}).meta()
 
 
 def write_tar(path, n, seed=0):

@@ -3,8 +3,8 @@
     core-data info FORMAT [--option K=V ...]                 a format's metadata
     core-data convert --from FORMAT [--option K=V ...] --to TOOL [--to-option K=V ...] OUT
     core-data make-sessions [--option K=V ...] OUT           synthetic recording sessions (hdf5 tool)
-    core-data inspect [--format TOOL] [--json] PATH          what a dataset on disk holds
-    core-data validate [--format TOOL] PATH                  every problem, exit 1 if any
+    core-data inspect [--format TOOL] [--option K=V ...] [--json] PATH   what a dataset on disk holds
+    core-data validate [--format TOOL] [--option K=V ...] PATH           every problem, exit 1 if any
 
 Formats and tools come from plugins (``core-plugins`` lists them).
 """
@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("path")
         cmd.add_argument("--format", dest="tool", help="the dataset tool (default: recognised from the path)")
+        cmd.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                         help="a tool option (repeatable; hdf5: keys.stim=images)")
         if name == "inspect":
             cmd.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -74,6 +76,7 @@ def _tool(registry: Any, name: str | None, path: Path) -> Any:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from core.options import validate_options
     from core.registry import Registry
     from core.resolve import check
 
@@ -86,8 +89,6 @@ def main(argv: list[str] | None = None) -> int:
                           "fields": fields}, indent=2))
         return 0
     if args.command == "convert":
-        from core.options import validate_options
-
         source = check(registry, "format", {args.source: _options(args.option)}, "--from").build()
         tool = check(registry, "tool", args.tool, "--to").build()
         options = validate_options(tool.write, _options(args.to_option), "--to-option", f"writer '{args.tool}'",
@@ -96,19 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.source} as {args.tool} to {args.out}")
         return 0
     if args.command == "make-sessions":
-        from core.options import validate_options
-
         tool = check(registry, "tool", "hdf5", "make-sessions").build()
         options = validate_options(tool.make_sessions, _options(args.option), "--option", "make-sessions", skip=("out",))
         tool.make_sessions(Path(args.out), **options)
         return 0
     path = Path(args.path)
     tool = _tool(registry, args.tool, path)
+    method = tool.inspect if args.command == "inspect" else tool.validate
+    options = validate_options(method, _options(args.option), "--option", f"core-data {args.command}",
+                               skip=("path",))
     if args.command == "inspect":
-        report = tool.inspect(path)
+        report = tool.inspect(path, **options)
         print(json.dumps(report, indent=2) if args.json else _readable(report))
         return 0
-    problems = tool.validate(path)
+    problems = tool.validate(path, **options)
     for problem in problems:
         print(problem)
     print(f"{path}: {'valid' if not problems else f'{len(problems)} problem(s)'}")

@@ -4,7 +4,9 @@
 (uint8 by default: the smallest form). ``mode: lazy`` keeps nothing in RAM: each batch is
 read from disk in the DataLoader workers (sorted, span-merged reads through a bounded pool
 of per-process handles, see :mod:`plugins.hdf5.reader`). Both modes read through the same
-code, so they give identical samples.
+code, so they give identical samples. Float stim (MindEye's float16 ``images``) is read as
+stored and ``meta().stim_dtype`` says so: the resolver then refuses ``storage: uint8`` and
+asks for ``bfloat16`` or ``float32``.
 
 Trials are assigned to splits by the file's ``split`` dataset when it has one, else by a
 fixed permutation per session (``val_fraction``, ``test_fraction``, ``split_seed``).
@@ -12,7 +14,8 @@ fixed permutation per session (``val_fraction``, ``test_fraction``, ``split_seed
 ``keys`` names the file's datasets when they are not called ``stim``, ``responses``,
 ``contrast``, ``label`` and ``split``: ``{stim: images, responses: voxels}`` reads a
 MindEye-style file as it is; a key that is none of those fields is the label head's name
-(``{digit: labels}``: head ``digit`` from the dataset ``labels``).
+(``{digit: labels}``: head ``digit`` from the dataset ``labels``). float16 responses are read
+as float32.
 """
 
 from __future__ import annotations
@@ -77,6 +80,10 @@ class HDF5Sessions(DataFormat):
         sessions = [read_info(path, self.keys) for path in self.paths]
         first = sessions[0]
         for other in sessions[1:]:
+            if other.stim_dtype != first.stim_dtype:
+                raise DataError(f"{first.path} stores stim as {first.stim_dtype}, {other.path} as {other.stim_dtype}; "
+                                "sessions read as one dataset must agree (rewrite one, or list them as separate "
+                                "datasets)")
             for name in ("stim", *OPTIONAL):
                 mine, theirs = first.sample_shapes.get(name), other.sample_shapes.get(name)
                 if (mine is None) != (theirs is None):
@@ -171,6 +178,7 @@ class HDF5Sessions(DataFormat):
             name=name,
             stim_shape=first.sample_shapes["stim"],
             stim_axes=first.stim_axes,
+            stim_dtype=first.stim_dtype,
             heads=self._heads(),
             split_sizes=sizes,
             fields=fields,

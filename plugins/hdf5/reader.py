@@ -123,8 +123,8 @@ class SessionRows(DiskSplit):
         """Datasets ``fields`` at ``indices``, keyed as in a batch."""
         indices = np.asarray(indices, dtype=np.int64)
         files, rows = self.files[indices], self.rows[indices]
-        out = {name: np.empty((len(indices), *self.sessions[0].sample_shapes[name]), dtype=_dtype(name))
-               for name in fields}
+        first = self.sessions[0]
+        out = {name: np.empty((len(indices), *first.sample_shapes[name]), dtype=_dtype(first, name)) for name in fields}
         for file in np.unique(files):
             where = np.flatnonzero(files == file)
             wanted, position = np.unique(rows[where], return_inverse=True)
@@ -159,7 +159,7 @@ class Rows:
     def __init__(self, split: SessionRows, name: str) -> None:
         self.split, self.name, self.key = split, name, split.keys[name]
         self.shape = (len(split), *split.sessions[0].sample_shapes[name])
-        self.dtype = np.dtype(_dtype(name))
+        self.dtype = np.dtype(_dtype(split.sessions[0], name))
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -168,5 +168,6 @@ class Rows:
         return self.split.read_fields(np.arange(*window.indices(len(self))), [self.name])[self.key]
 
 
-def _dtype(name: str) -> str:
-    return {"stim": "uint8", "responses": "float32", "contrast": "float32", "label": "int64"}[name]
+def _dtype(info: SessionInfo, name: str) -> str:
+    """A field's dtype in a batch: stim as stored, float responses and contrast as float32."""
+    return {"stim": info.stim_dtype, "responses": "float32", "contrast": "float32", "label": "int64"}[name]

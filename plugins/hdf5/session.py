@@ -1,11 +1,13 @@
 """The session layout: one HDF5 file per recording session (docs/formats/sessions.md).
 
-Datasets, all with the trial as first axis: ``stim`` (uint8; N x H x W, N x C x H x W or
-N x T x H x W), ``responses`` (float32; N x neurons or N x T x neurons), and optionally
-``contrast`` (N, float32), ``label`` (N, int64) and ``split`` (N, uint8: 0 train, 1 val,
-2 test). The file attribute ``session`` names the session (default: the file's stem).
-The format option ``keys`` reads other names (``{stim: images, responses: voxels}``: a
-MindEye-style file as it is); a key that is not a field's names the label head.
+Datasets, all with the trial as first axis: ``stim`` (N x H x W, N x C x H x W or
+N x T x H x W; uint8 pixels, or float16/float32 by convention in [0, 1], as MindEye's
+``images``), ``responses`` (float32, or float16 read as float32; N x neurons or
+N x T x neurons), and optionally ``contrast`` (N, float32), ``label`` (N, int64) and
+``split`` (N, uint8: 0 train, 1 val, 2 test). The file attribute ``session`` names the
+session (default: the file's stem). The format option ``keys`` reads other names
+(``{stim: images, responses: voxels}``: a MindEye-style file as it is); a key that is not a
+field's names the label head.
 
 This module reads only headers and attributes, and turns every way a file can be wrong into
 one :class:`core.DataError` naming the file and the fix.
@@ -27,6 +29,7 @@ FIELDS = ("stim", "responses", "contrast", "label", "split")
 ROLES = ("stim", "responses", "contrast", "split")  # keys of the option ``keys`` that are not heads
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 BLOCK_ROWS = 4096  # trials read at a time when a whole dataset is checked
+STIM_DTYPES = ("uint8", "float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class SessionInfo:
     n: int
     sample_shapes: dict[str, tuple[int, ...]]  # per field, one trial's shape as delivered
     stim_axes: str  # "CHW" or "TCHW"
+    stim_dtype: str  # one of STIM_DTYPES, as stored (and delivered)
     chunk_rows: dict[str, int | None]  # trials per chunk of each field (None: contiguous)
     chunk_bytes: int  # the largest chunk of any field
     compressed: bool  # any field stored through a compression filter
@@ -97,12 +101,13 @@ def read_info(path: str, keys: dict[str, str] | None = None) -> SessionInfo:
                 raise _missing(path, f, key, name)
         if names["stim"] not in f:
             raise DataError(f"{path}: the session has no dataset 'stim' (it has: {sorted(f.keys()) or 'nothing'}); "
-                            "a session needs stim (N x H x W, N x C x H x W or N x T x H x W, uint8): name the "
-                            "datasets the file has with the format option keys (e.g. keys: {stim: images, "
-                            "responses: voxels})")
+                            "a session needs stim (N x H x W, N x C x H x W or N x T x H x W; uint8, float16 or "
+                            "float32): name the datasets the file has with the format option keys (e.g. keys: "
+                            "{stim: images, responses: voxels})")
         stim = f[names["stim"]]
-        if stim.dtype != np.uint8:
-            raise DataError(f"{path}: stim is {stim.dtype}; the session layout stores raw uint8 pixels")
+        if str(stim.dtype) not in STIM_DTYPES:
+            raise DataError(f"{path}: stim is {stim.dtype}; the session layout stores uint8 pixels or float16/float32 "
+                            "values (in [0, 1] by convention): rewrite stim as one of those")
         stim_shape, axes = _stim_sample(path, stim)
         n = stim.shape[0]
         if n == 0:
@@ -132,6 +137,7 @@ def read_info(path: str, keys: dict[str, str] | None = None) -> SessionInfo:
             n=n,
             sample_shapes=shapes,
             stim_axes=axes,
+            stim_dtype=str(stim.dtype),
             chunk_rows=chunks,
             chunk_bytes=chunk_bytes,
             compressed=compressed,
@@ -172,9 +178,11 @@ def unreadable(path: str, name: str, start: int, stop: int, exc: BaseException) 
 
 def check_values(path: str, name: str, start: int, block: np.ndarray, classes: int | None) -> None:
     """What training would choke on in a block of trials of ``name`` (starting at trial
-    ``start``): non-finite responses or contrast, contrast outside [0, 1], labels below 0 or
-    at or past ``classes``. Raises a DataError naming the file, the dataset and the first bad trial."""
-    if name not in ("responses", "contrast", "label", "split") or not len(block):
+    ``start``): non-finite float stim, responses or contrast, contrast outside [0, 1], labels
+    below 0 or at or past ``classes``. Raises a DataError naming the file, the dataset and the
+    first bad trial."""
+    if name not in ("stim", "responses", "contrast", "label", "split") or not len(block) \
+            or (name == "stim" and block.dtype.kind != "f"):
         return
     rows = block.reshape(len(block), -1)
     if name == "split":
@@ -183,7 +191,7 @@ def check_values(path: str, name: str, start: int, block: np.ndarray, classes: i
             row = int(np.argmax(bad))
             raise DataError(f"{path}: split holds {rows[row][0]!s} at trial {start + row}; use 0 (train), 1 (val) or 2 (test)")
         return
-    if name in ("responses", "contrast"):
+    if name in ("stim", "responses", "contrast"):
         bad = ~np.isfinite(rows).all(axis=1)
         if bad.any():
             row = int(np.argmax(bad))
@@ -229,7 +237,7 @@ def _check_field(path: str, name: str, data: h5py.Dataset) -> None:
     ndims, kinds = expected[name]
     if data.ndim not in ndims or data.dtype.kind not in kinds:
         raise DataError(f"{path}: {name} has shape {data.shape} and dtype {data.dtype}; the session layout wants "
-                        f"{ {'responses': 'N x neurons or N x T x neurons float32', 'contrast': 'N float32', 'label': 'N int64', 'split': 'N uint8 (0 train, 1 val, 2 test)'}[name] }")
+                        f"{ {'responses': 'N x neurons or N x T x neurons float32 (or float16)', 'contrast': 'N float32', 'label': 'N int64', 'split': 'N uint8 (0 train, 1 val, 2 test)'}[name] }")
 
 
 def _chunk_bytes(data: h5py.Dataset) -> int:

@@ -100,10 +100,11 @@ class HDF5Tool(DatasetTool):
                                None if compression == "none" else compression)
         print(f"wrote {len(paths)} sessions of {trials} trials to {out}")
 
-    def inspect(self, path: Path) -> dict[str, Any]:
+    def inspect(self, path: Path, keys: dict[str, str] | None = None) -> dict[str, Any]:
+        """The sessions' datasets; ``keys`` as the format's option (``--option keys.stim=images``)."""
         report: dict[str, Any] = {"format": "hdf5", "sessions": {}}
         for file in _session_files(Path(path)):
-            info = read_info(file)
+            info = read_info(file, keys)
             with open_file(file) as f:
                 datasets = {name: {"shape": list(f[name].shape), "dtype": str(f[name].dtype),
                                    "chunks": list(f[name].chunks) if f[name].chunks else "contiguous",
@@ -113,8 +114,9 @@ class HDF5Tool(DatasetTool):
                                              "datasets": datasets}
         return report
 
-    def validate(self, path: Path) -> list[str]:
-        """Every problem: unreadable files, layout errors, and data that cannot be read back."""
+    def validate(self, path: Path, keys: dict[str, str] | None = None) -> list[str]:
+        """Every problem: unreadable files, layout errors, data that cannot be read back, and values
+        training would choke on (non-finite float stim too). ``keys`` as the format's option."""
         try:
             files = _session_files(Path(path))
         except DataError as exc:
@@ -122,14 +124,14 @@ class HDF5Tool(DatasetTool):
         problems = []
         for file in files:
             try:
-                info = read_info(file)
+                info = read_info(file, keys)
             except DataError as exc:
                 problems.append(str(exc))
                 continue
             with open_file(file) as f:
                 for name in info.sample_shapes:  # each dataset alone: one bad dataset hides no other's problem
                     try:
-                        for start, block in read_blocks(f, file, name):
+                        for start, block in read_blocks(f, file, info.datasets[name]):
                             check_values(file, name, start, block, info.label_classes)
                     except DataError as exc:
                         problems.append(str(exc))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from core import DEVICE, Batch, ConfigError, DataError, Split, Step
@@ -45,6 +44,10 @@ class Uint8Storage(ChunkedStorage):
             first.fuse()
         return [], list(steps)
 
+    def check_stim(self, dtype: str) -> None:
+        if dtype != "uint8":  # casting floats to uint8 would silently destroy them
+            raise ValueError(f"storage 'uint8' holds raw uint8 pixels, but the dataset's stim is {dtype}")
+
     def finish(self, batch: Batch, dtype: torch.dtype) -> Batch:
         if self.fused is None:
             return super().finish(batch, dtype)
@@ -52,8 +55,8 @@ class Uint8Storage(ChunkedStorage):
         return {**batch, "stim": torch.addcmul(bias, batch["stim"], weight)}
 
     def materialise(self, split: Split, prepare: list[Step]) -> dict[str, torch.Tensor]:
-        dtype = split.fields["stim"].dtype
-        if dtype != np.uint8:  # casting floats to uint8 would silently destroy them
-            raise DataError(f"storage 'uint8' holds raw uint8 pixels, but the dataset's stim is {dtype}; "
-                            "use data.storage: bfloat16 or float32")
+        try:  # the resolver checks the format's stim_dtype; this catches a format whose arrays differ from it
+            self.check_stim(str(split.fields["stim"].dtype))
+        except ValueError as exc:
+            raise DataError(f"{exc}; use data.storage: bfloat16 or float32") from None
         return super().materialise(split, prepare)
