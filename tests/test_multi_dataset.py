@@ -197,11 +197,11 @@ def test_ddp_on_two_cpu_processes_gives_each_rank_disjoint_samples(tmp_path, ses
     record.mkdir()
     path = multi_config(tmp_path, sessions)
     path.write_text(path.read_text().replace("sampler: {contrast_weighted: {ramp_steps: 20}}", "sampler: recording")
-                    .replace("max_epochs: 4, accelerator: cpu", "max_epochs: 2, accelerator: cpu, strategy: ddp, devices: 2"))
+                    .replace("max_epochs: 4, accelerator: cpu", "max_epochs: 1, accelerator: cpu, strategy: ddp, devices: 2"))
     done = run_cli("core-train", "--config", path, env={"RECORD_DIR": str(record)})
     assert done.returncode == 0, done.stderr[-4000:]
     assert "test/corr" in done.stdout
-    for epoch in (0, 1):
+    for epoch in (0,):
         for n in (320, 320):  # each session's training split
             ranks = [np.load(record / f"rank{r}_of2_n{n}_epoch{epoch}.npy") for r in (0, 1)]
             assert len(ranks[0]) == len(ranks[1]) == n // 2

@@ -156,7 +156,9 @@ def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path, capsys):
 def test_duration_and_interval_configs_train(tmp_path):
     for name in ("stimulus_duration", "stimulus_interval"):
         result = run_cli("core-train", "--config", f"configs/{name}.yaml", "--set", f"output_dir={tmp_path}",
-                         "--set", "trainer.max_epochs=1", "--set", "trainer.enable_progress_bar=false")
+                         "--set", "trainer.max_epochs=1", "--set", "trainer.limit_train_batches=3", "--set",
+                         "trainer.limit_val_batches=2", "--set", "trainer.limit_test_batches=2", "--set",
+                         "trainer.enable_progress_bar=false")
         assert result.returncode == 0, result.stderr
         header = (tmp_path / name / "metrics.csv").read_text().splitlines()[0]
         assert "val/digit_acc_step0" in header and "test/digit_acc" in header

@@ -47,7 +47,8 @@ def test_its_own_tests_pass_with_the_kit_without_installing_it(pytester, monkeyp
 
 
 def test_a_run_names_its_transform_and_disable_makes_it_fail_clearly(installed, write_config):
-    path = write_config(SMALL_RUN.replace("transforms: [pixelnorm]", "transforms: [pixelnorm, {invert: {gain: 2.0}}]"))
+    path = write_config(SMALL_RUN.replace("transforms: [pixelnorm]", "transforms: [pixelnorm, {invert: {gain: 2.0}}]")
+                        .replace("max_epochs: 2", "max_epochs: 1"))
     result = run_cli("core-train", "--config", path, env=installed)
     assert result.returncode == 0, result.stderr
     assert "test/digit_acc" in result.stdout
