@@ -6,6 +6,7 @@ import (no torch, no Lightning): formats and tools use it too."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 def replaced(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; when the block ends without an error
     the file is fsynced and moved over ``path``, otherwise it is removed."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")  # per writer
     try:
         yield partial
         with open(partial, "rb+") as handle:

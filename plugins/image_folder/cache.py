@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core import DataError
-from core.files import write_atomic
+from core.files import replaced, write_atomic
 from plugins.image_folder.decode import decode_all
 from plugins.image_folder.scan import Listing
 
@@ -91,8 +91,7 @@ def _build(listing: Listing, files: CacheFiles, stamp: str, size: int, channels:
     except OSError as exc:
         raise DataError(f"{listing.folder}: cannot write the decode cache to {folder} ({exc.strerror}); "
                         "set the option cache_dir to a writable folder") from None
-    partial = folder / f".{files.stim.name}.{os.getpid()}.partial"
-    try:
+    with replaced(files.stim) as partial:
         log.info(f"image_folder: decoding {len(listing.files)} images of {listing.folder} to {files.stim}")
         bad = decode_all([str(listing.folder / f) for f in listing.files], partial, size, channels, workers)
         keep = _keep(listing, bad, skip_bad)
@@ -102,9 +101,6 @@ def _build(listing: Listing, files: CacheFiles, stamp: str, size: int, channels:
         buffer = io.BytesIO()
         np.save(buffer, labels)
         write_atomic(files.labels, buffer.getvalue())
-        os.replace(partial, files.stim)
-    finally:
-        partial.unlink(missing_ok=True)
     skipped = [f"{listing.files[row]}: {reason}" for row, reason in bad]
     write_atomic(files.info, json.dumps({"version": VERSION, "folder": str(listing.folder), "stamp": stamp,
                                      "files": len(listing.files), "samples": len(labels), "skipped": skipped}, indent=1).encode())

@@ -12,12 +12,11 @@ second ``os.replace`` puts an identical file in place.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+from core.files import replaced
 from plugins.webdataset.tarfiles import ShardError
 from plugins.webdataset.urls import is_pipe, is_remote
 
@@ -33,19 +32,14 @@ def cached(url: str, cache_dir: str | None) -> str:
     local = folder / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{Path(urlparse(url).path).name or 'shard.tar'}"
     if local.is_file():
         return str(local)
-    partial = folder / f".{local.name}.{os.getpid()}.{threading.get_ident()}.partial"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _open(url) as source, open(partial, "wb") as out:
+        with replaced(local) as partial, _open(url) as source, open(partial, "wb") as out:
             expected = _length(source)
             shutil.copyfileobj(source, out, CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
             if expected is not None and out.tell() != expected:
                 raise OSError(f"the transfer ended after {out.tell()} of {expected} bytes")
-        os.replace(partial, local)
     except Exception as exc:  # noqa: BLE001 (urllib's and http.client's errors are not all OSError)
-        partial.unlink(missing_ok=True)
         raise ShardError(f"shard {url} could not be fetched into cache_dir {folder}: {exc}") from None
     return str(local)
 
