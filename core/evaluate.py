@@ -134,9 +134,9 @@ def evaluate(resolved: ResolvedRun, stage: str, run_dir: Path, checkpoint: str |
 def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split: str, record: list[str],
             output: Path | None) -> Path:
     """Write every sample's outputs on ``split`` (and the ``record``ed activations) to HDF5."""
-    from core.classes import subset_maps
     from core.predict import ActivationRecorder, PredictionWriter
     from core.run import build_modules
+    from plugins.class_groups.subset import subset_maps
 
     datamodule, module = build_modules(resolved, run_dir)
     path = checkpoint_path(run_dir, checkpoint)

@@ -53,6 +53,30 @@ def core_data_formats() -> Factories:
 
 
 @hookspec
+def core_format_wrappers() -> Factories:
+    """Return the format wrappers this plugin provides, ``{name: factory}``.
+
+    A format wrapper gives every format, built-in or third-party, options beside its own
+    and changes the format they are given to (which samples, which labels), and may write
+    files into the run directory. The factory's options are its keyword arguments after
+    ``fmt`` and ``path``; the core takes them off any format's options that hold them and
+    calls ``factory(fmt, path, **options)`` with the built format, which returns a
+    :class:`core.FormatWrapper`. A format's options that no wrapper takes stay the format's.
+
+    Called once when the registry loads; the factories are imported by every run (to learn
+    their options) and called when a format's options hold one of them.
+
+    Example::
+
+        @hookimpl
+        def core_format_wrappers():
+            return {"class_groups": "plugins.class_groups.subset:ClassSubset"}
+
+    Used in a run as ``data: {format: {digits: {image_size: 16, classes: [0, 1, 7]}}}``.
+    """
+
+
+@hookspec
 def core_storage_backends() -> Factories:
     """Return the storage backends this plugin provides, ``{name: factory}``.
 

@@ -141,9 +141,41 @@ class DataFormat(ABC):
 
     def labels(self, split: str) -> dict[str, np.ndarray] | None:
         """Each head's labels of ``split`` when the format can read them without the samples
-        (class groups then count split sizes in ``--dry-run``); None (the default): not known
-        before the split opens."""
+        (a format wrapper such as class groups then counts split sizes in ``--dry-run``); None
+        (the default): not known before the split opens."""
         return None
+
+
+class FormatWrapper(DataFormat):
+    """Kind ``format_wrapper``: options every format takes beside its own, and the format they change.
+
+    The factory's keyword arguments after ``fmt`` and ``path`` are the wrapper's options (the
+    signature is the schema, as for every kind). When a format's options hold any of them,
+    the core takes those off before it checks the format, builds the format, and calls
+    ``factory(fmt, path, **taken)``: ``fmt`` is the built format (maybe wrapped already),
+    ``path`` the YAML path of the format's options (``data.format.hdf5``), for errors raised
+    later by ``meta`` or ``open``. Implement ``meta`` and ``open`` (and ``labels`` if known)
+    from ``self.fmt``'s; ``streams`` is the wrapped format's.
+    """
+
+    def __init__(self, fmt: DataFormat, path: str) -> None:
+        self.fmt, self.path = fmt, path
+        self.streams = fmt.streams
+
+    @classmethod
+    def write_run_files(cls, run_dir: Path, wrapped: dict[str, FormatWrapper]) -> None:
+        """Called at every run start with the run's datasets this class wraps, ``{dataset:
+        wrapper}`` (``{}`` when none: remove what an earlier run left). Write files atomically
+        (:func:`core.files.write_atomic`); the default writes none."""
+
+
+def wrappers(fmt: DataFormat) -> list[FormatWrapper]:
+    """The format wrappers around ``fmt`` (a run's built format), outermost first."""
+    found = []
+    while isinstance(fmt, FormatWrapper):
+        found.append(fmt)
+        fmt = fmt.fmt
+    return found
 
 
 class Transform(ABC):

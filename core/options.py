@@ -45,6 +45,11 @@ def _schema(factory: Callable[..., Any], skip: tuple[str, ...]) -> tuple[type[py
     return model, frozenset(fields), var_keyword
 
 
+def option_names(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> frozenset[str]:
+    """The options ``factory`` takes: its keyword arguments but ``skip`` (what the core passes itself)."""
+    return _schema(factory, skip)[1]
+
+
 def describe_type(hint: Any) -> str:
     """``int``, ``list[str]``, ``one of 'a', 'b'``: a type as a user reads it."""
     if typing.get_origin(hint) is typing.Literal:

@@ -6,7 +6,7 @@ The file holds one group per dataset with, for every sample of the split in orde
 ``<head>/per_class_accuracy`` (classes,) when the split has labels, ``responses`` for
 response models, and with ``--record`` the activations of the named modules of the model
 (``record/<name>``: what seeds keep as model responses for analysis). When the data selects
-classes (``classes``, ``group``, ``label_map``: :mod:`core.classes`), each such head's group
+classes (``classes``, ``group``, ``label_map``: plugin ``class_groups``), each such head's group
 has the attribute ``label_map`` (JSON: each id's original ids and names) and, per sample,
 ``predicted_original`` and ``label_original`` (when each id stands for one original class)
 and ``predicted_name`` (when the classes have names). Datasets grow as
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from core.classes import ClassMap
 from core.errors import ConfigError, did_you_mean
+from plugins.class_groups.maps import ClassMap
 
 
 class ActivationRecorder:

@@ -28,6 +28,7 @@ GROUP = "core.plugins"
 AUTOLOAD_ENV = "CORE_DISABLE_PLUGIN_AUTOLOAD"
 KINDS: dict[str, str] = {
     "format": "core_data_formats",
+    "format_wrapper": "core_format_wrappers",
     "storage": "core_storage_backends",
     "transform": "core_transforms",
     "sampler": "core_samplers",

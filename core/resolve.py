@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.classes import ClassSubset, class_options
 from core.compiling import check_compile
 from core.config import RunConfig, component
 from core.datasets import DatasetSpec, dataset_specs
@@ -21,7 +20,7 @@ from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_me
 from core.fitting import check_learners
 from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory, total_plan
-from core.options import validate_options
+from core.options import option_names, validate_options
 from core.placement import Placement, accelerator_free, choose_placement
 from core.shared_memory import per_node
 from core.registry import Component, Registry
@@ -29,7 +28,7 @@ from core.registry import Component, Registry
 # Trainer arguments the core sets itself; a run cannot override them from YAML.
 MANAGED_TRAINER_KEYS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "use_distributed_sampler")
 # arguments the core passes to a kind's factory itself: not options
-CONTEXT_ARGS = {"model": ("meta", "datasets"), "logger": ("run_dir",)}
+CONTEXT_ARGS = {"model": ("meta", "datasets"), "logger": ("run_dir",), "format_wrapper": ("fmt", "path")}
 # where a run sets what a refused trainer key would
 TRAINER_KEY_FIXES = {
     "logger": "remove trainer.logger and list the loggers under the top-level key logging:, e.g. logging: [csv, tensorboard, wandb]",
@@ -211,20 +210,50 @@ def check_list(config: RunConfig, registry: Registry, kind: str, key: str) -> li
     return checked
 
 
+def format_wrappers(registry: Registry) -> list[tuple[Component, Any]]:
+    """Every registered format wrapper and its factory (one whose optional package is missing takes no options)."""
+    found = []
+    for component in registry.components["format_wrapper"].values():
+        try:
+            found.append((component, component.resolve()))
+        except PluginUnavailable:
+            continue
+    return found
+
+
+def take_wrapper_options(registry: Registry, spec: Any, path: str) -> tuple[Any, list[Checked]]:
+    """``spec`` (a format's ``{name: {options}}`` at ``path``) without the options of the format
+    wrappers, and each wrapper that takes some, checked: its options keep their YAML path
+    under the format's (``data.format.hdf5.classes``)."""
+    if not isinstance(spec, dict) or len(spec) != 1 or not isinstance(next(iter(spec.values())), dict):
+        return spec, []
+    ((name, options),) = spec.items()
+    options_path, checked = f"{path}.{name}", []
+    for component, factory in format_wrappers(registry):
+        keys = option_names(factory, CONTEXT_ARGS["format_wrapper"])
+        taken = {key: value for key, value in options.items() if key in keys}
+        if taken:
+            options = {key: value for key, value in options.items() if key not in keys}
+            valid = validate_options(factory, taken, options_path, f"format wrapper '{component.name}'",
+                                     skip=CONTEXT_ARGS["format_wrapper"])
+            checked.append(Checked(Used("format_wrapper", component.name, path, component), factory, valid, options_path))
+    return {name: options}, checked
+
+
 def all_heads(datasets: list[ResolvedDataset]) -> dict[str, int]:
     """Every label head of the run's datasets, with its number of classes."""
     return {head: n for d in datasets for head, n in d.meta.heads.items()}
 
 
 def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, used: list[Used]) -> ResolvedDataset:
-    format_spec, selected = class_options(spec.format, spec.at("format"))
+    format_spec, wrapper_c = take_wrapper_options(registry, spec.format, spec.at("format"))
     fmt_c = check(registry, "format", format_spec, spec.at("format"))
     storage_c = check(registry, "storage", spec.storage, spec.at("storage"))
     sampler_c = check(registry, "sampler", spec.sampler, spec.at("sampler"))
     transform_c = [check(registry, "transform", t, spec.at(f"transforms.{i}")) for i, t in enumerate(spec.transforms)]
     fmt = fmt_c.build()
-    if selected:
-        fmt = ClassSubset(fmt, selected)
+    for checked in wrapper_c:
+        fmt = checked.build(fmt, checked.options_path)
     meta = fmt.meta()
     if spec.name:
         meta = replace(meta, name=spec.name)
@@ -251,7 +280,7 @@ def _resolve_dataset(spec: DatasetSpec, config: RunConfig, registry: Registry, u
                           f"{', '.join(needed)}, but dataset '{meta.name}' has no such field or head (it has: "
                           f"fields {', '.join(meta.fields) or '(none)'}; heads {', '.join(meta.heads) or '(none)'})",
                           fix="use data.sampler: random, or data that records it (e.g. a session's contrast)")
-    used += [fmt_c.used, storage_c.used, *(c.used for c in transform_c), sampler_c.used]
+    used += [fmt_c.used, *(c.used for c in wrapper_c), storage_c.used, *(c.used for c in transform_c), sampler_c.used]
     model_meta = replace(meta, stim_shape=layout.shape, stim_axes=layout.axes)
     return ResolvedDataset(fmt, meta, storage, steps, prepare, device, sampler, memory, model_meta)
 

@@ -3,8 +3,9 @@
 Run directory ``output_dir/<name>/``: ``config.yaml`` (resolved), ``plugins.json``
 (provenance), ``metrics.csv`` (the ``csv`` logger), ``checkpoints/last.ckpt`` (for
 ``--resume``) and ``checkpoints/best.ckpt``, ``curves.png``; what the other loggers write
-(``tensorboard/``, ``wandb/``, ``mlruns/``); ``label_map.json`` when the data selects
-classes (:mod:`core.classes`) and ``learned.json`` when a transform learns (:mod:`core.fitting`).
+(``tensorboard/``, ``wandb/``, ``mlruns/``); what the format wrappers write
+(:meth:`core.FormatWrapper.write_run_files`: ``label_map.json`` of class groups) and
+``learned.json`` when a transform learns (:mod:`core.fitting`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from core.classes import write_label_maps
 from core.config import RunConfig, to_yaml
 from core.durable import RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
-from core.kinds import InOrder
+from core.kinds import InOrder, wrappers
 from core.experiment import Sweep, run_sweep
-from core.resolve import ResolvedRun
+from core.resolve import ResolvedRun, format_wrappers
 
-RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "label_map.json", "learned.json",
+RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "learned.json",
              "checkpoints", "experiment.csv", "experiment.png", "tensorboard", "wandb", "mlruns")
 
 
@@ -65,6 +65,13 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> Path:
             shutil.rmtree(target) if target.is_dir() else target.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def write_wrapper_files(run_dir: Path, resolved: ResolvedRun) -> None:
+    """Every registered format wrapper's files (``write_run_files``), given the datasets it wraps."""
+    for _, factory in format_wrappers(resolved.registry):
+        factory.write_run_files(run_dir, {d.meta.name: w for d in resolved.datasets for w in wrappers(d.fmt)
+                                          if isinstance(w, factory)})
 
 
 def provenance(resolved: ResolvedRun) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
 
     record_config(run_dir, config, changes)
     write_atomic(run_dir / "plugins.json", json.dumps(provenance(resolved), indent=2) + "\n")
-    write_label_maps(run_dir, [(d.meta.name, d.fmt) for d in resolved.datasets])
+    write_wrapper_files(run_dir, resolved)
     trainer, datamodule, module, best = build_trainer(resolved, run_dir)
     datamodule.sharing.resuming = resume  # segments a crash left are mapped again, not rebuilt
     # checkpoints are loaded with weights_only=True: no code runs from a checkpoint file

@@ -1,4 +1,4 @@
-"""Class groups (core.classes): classes, group, groups and label_map on any format."""
+"""Class groups (plugin class_groups, a format wrapper): classes, group, groups and label_map on any format."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from core import ConfigError, DataFormat, DatasetMeta, Split, Stream
-from core.classes import ClassSubset, class_options, write_label_maps
 from core.config import parse_config
 from core.registry import Registry
-from core.resolve import resolve
+from core.resolve import resolve, take_wrapper_options
+from plugins.class_groups.subset import ClassSubset
 from plugins.digits.format import Digits
 from plugins.hdf5.format import HDF5Sessions
 from tests.conftest import ROOT
@@ -46,7 +46,7 @@ class Streamed(Pets):
 
 
 def subset(fmt: DataFormat, **options) -> ClassSubset:  # noqa: ANN003
-    return ClassSubset(fmt, {**options, "path": "data.format.pets"})
+    return ClassSubset(fmt, "data.format.pets", **options)
 
 
 def test_classes_by_name_keep_their_samples_and_number_them_in_the_order_listed():
@@ -77,7 +77,7 @@ def test_label_map_merges_classes_and_drops_the_others():
 
 def test_digits_sizes_are_counted_from_the_labels_and_a_second_head_stays_whole():
     digits = Digits(heads=["digit", "parity"])
-    fmt = ClassSubset(digits, {"classes": {"digit": [7, 1]}, "path": "data.format.digits"})
+    fmt = ClassSubset(digits, "data.format.digits", classes={"digit": [7, 1]})
     meta = fmt.meta()
     wanted = {s: int(np.isin(digits.labels(s)["digit"], [1, 7]).sum()) for s in SIZES}
     assert meta.split_sizes == wanted and meta.extra["split_sizes"] == "exact"
@@ -95,7 +95,7 @@ def test_hdf5_sessions_in_ram_and_read_from_disk_give_the_same_subset(tmp_path, 
     with h5py.File(path, "w") as f:
         f["stim"] = np.arange(60, dtype=np.uint8)[:, None, None].repeat(4, 1).reshape(60, 2, 2)
         f["label"] = np.arange(60) % 5
-    fmt = ClassSubset(HDF5Sessions(str(path), mode=mode), {"classes": [4, 2], "path": "data.format.hdf5"})
+    fmt = ClassSubset(HDF5Sessions(str(path), mode=mode), "data.format.hdf5", classes=[4, 2])
     meta = fmt.meta()
     assert meta.extra["split_sizes"] == "exact" and sum(meta.split_sizes.values()) == 24
     split = fmt.open("train")
@@ -108,7 +108,7 @@ def test_hdf5_sessions_in_ram_and_read_from_disk_give_the_same_subset(tmp_path, 
 
 
 def test_the_label_map_file(tmp_path):
-    write_label_maps(tmp_path, [("pets", subset(Pets(), classes=[2])), ("other", Pets())])
+    ClassSubset.write_run_files(tmp_path, {"pets": subset(Pets(), classes=[2])})
     saved = json.loads((tmp_path / "label_map.json").read_text())
     assert saved == {"pets": {"animal": [{"id": 0, "original_ids": [2], "original_names": ["eel"]}]}}
     assert not list(tmp_path.glob(".*partial"))
@@ -117,8 +117,9 @@ def test_the_label_map_file(tmp_path):
 def test_through_resolve_the_options_are_taken_off_the_format():
     run = {"name": "x", "data": {"format": {"digits": {"classes": [0, 1, 7], "image_size": 8}}}, "model": "simple_cnn",
            "trainer": {"accelerator": "cpu"}}
-    assert class_options(run["data"]["format"], "data.format")[0] == {"digits": {"image_size": 8}}
-    resolved = resolve(parse_config(run), Registry.load(only=["digits", "samplers", "simple_cnn", "uint8_pixelnorm"]))
+    registry = Registry.load(only=["class_groups", "digits", "samplers", "simple_cnn", "uint8_pixelnorm"])
+    assert take_wrapper_options(registry, run["data"]["format"], "data.format")[0] == {"digits": {"image_size": 8}}
+    resolved = resolve(parse_config(run), registry)
     assert resolved.heads == {"digit": 3} and resolved.model.heads["digit"].out_features == 3
 
 
@@ -146,7 +147,7 @@ def test_a_class_without_training_samples_names_the_ids_that_exist(tmp_path):
         f["label"] = np.arange(40) % 3
         f.attrs["label_classes"] = 6  # classes 3..5 have no trial
     with pytest.raises(ConfigError) as error:
-        ClassSubset(HDF5Sessions(str(path)), {"classes": [1, 4], "path": "data.format.hdf5"}).meta()
+        ClassSubset(HDF5Sessions(str(path)), "data.format.hdf5", classes=[1, 4]).meta()
     assert error.value.path == "data.format.hdf5" and "[4]" in str(error.value) and "exist there: 0..2" in str(error.value)
 
 

@@ -256,7 +256,7 @@ def test_class_balanced_sees_the_label_head_through_a_run(tmp_path):
     run = {"name": "b", "data": {"format": {"digits": {"classes": [0, 1, 7]}}, "sampler": "class_balanced",
                                  "batch_size": 50},
            "model": "simple_cnn", "trainer": {"accelerator": "cpu"}}
-    registry = Registry.load(only=["digits", "samplers", "simple_cnn", "uint8_pixelnorm"])
+    registry = Registry.load(only=["class_groups", "digits", "samplers", "simple_cnn", "uint8_pixelnorm"])
     resolved = resolve(parse_config(run), registry)
     sampler = resolved.first.sampler
     assert sampler.needs == ("digit",)  # a label head: refused before samplers could see labels
