@@ -112,6 +112,8 @@ def test_the_label_map_file(tmp_path):
     saved = json.loads((tmp_path / "label_map.json").read_text())
     assert saved == {"pets": {"animal": [{"id": 0, "original_ids": [2], "original_names": ["eel"]}]}}
     assert not list(tmp_path.glob(".*partial"))
+    ClassSubset.write_run_files(tmp_path, {})  # a run that selects no classes: an earlier run's map goes
+    assert not (tmp_path / "label_map.json").exists()
 
 
 def test_through_resolve_the_options_are_taken_off_the_format():
@@ -121,6 +123,20 @@ def test_through_resolve_the_options_are_taken_off_the_format():
     assert take_wrapper_options(registry, run["data"]["format"], "data.format")[0] == {"digits": {"image_size": 8}}
     resolved = resolve(parse_config(run), registry)
     assert resolved.heads == {"digit": 3} and resolved.model.heads["digit"].out_features == 3
+
+
+def test_with_the_plugin_disabled_the_format_names_the_option_it_does_not_know(capsys):
+    from core.cli.plugins import main
+
+    run = {"name": "x", "data": {"format": {"digits": {"classes": [0, 1, 7]}}}, "model": "simple_cnn",
+           "plugins": {"disable": ["class_groups"]}}
+    config = parse_config(run)
+    with pytest.raises(ConfigError, match="format 'digits' has no option 'classes'") as error:
+        resolve(config, Registry.load(disable=config.plugins.disable))
+    assert error.value.path == "data.format.digits.classes"
+    assert main(["show", "class_groups"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("format_wrapper class_groups: plugin class_groups") and "label_map" in shown
 
 
 @pytest.mark.parametrize("options, path, words", [
@@ -133,6 +149,7 @@ def test_through_resolve_the_options_are_taken_off_the_format():
     ({"group": "fish"}, "data.format.pets.group", ["no group 'fish'", "pets, wild"]),
     ({"groups": "g.yaml"}, "data.format.pets.groups", ["no group is chosen"]),
     ({"label_map": {0: 0, 1: 2}}, "data.format.pets.label_map", ["skip [1]"]),
+    ({"classes": None}, "data.format.pets", ["selects no classes"]),
 ])
 def test_bad_class_options_name_the_yaml_path(options, path, words):
     with pytest.raises(ConfigError) as error:

@@ -7,14 +7,18 @@ import json
 import subprocess
 import sys
 import types
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import plugins.digits
-from core import ConfigError, DataFormat, Transform, hookimpl
+from core import ConfigError, DataFormat, FormatWrapper, Split, Transform, hookimpl
 from core.cli.data import main as data_main
 from core.cli.plugins import main as plugins_main
+from core.config import parse_config
+from core.resolve import resolve
+from core.run import write_wrapper_files
 from core.testing import TinyDataset, build, check_component, registry
 
 pytest_plugins = ("pytester",)
@@ -63,6 +67,41 @@ class Refusing(DataFormat):
     def meta(self): ...
 
     def open(self, split): ...
+
+
+class First(FormatWrapper):
+    """Keeps the first ``first`` samples of each split (a third party's format wrapper)."""
+
+    def __init__(self, fmt: DataFormat, path: str, first: int = 1) -> None:
+        super().__init__(fmt, path)
+        self.first = first
+
+    def meta(self):
+        inner = self.fmt.meta()
+        return replace(inner, split_sizes={split: min(n, self.first) for split, n in inner.split_sizes.items()})
+
+    def open(self, split):
+        return Split({key: value[:self.first] for key, value in self.fmt.open(split).fields.items()})
+
+    @classmethod
+    def write_run_files(cls, run_dir, wrapped):
+        (run_dir / "first.json").write_text(json.dumps({name: w.first for name, w in wrapped.items()}))
+
+
+def test_a_format_wrapper_takes_its_options_off_any_format_wraps_it_and_writes_its_run_files(tmp_path):
+    found = registry(plugin_module("first_plugin", "core_format_wrappers", {"first": First}))
+    run = {"name": "w", "data": {"format": {"tiny": {"n": 10, "first": 4}}}, "model": "simple_cnn",
+           "trainer": {"accelerator": "cpu"}}
+    resolved = resolve(parse_config(run), found)
+    assert resolved.meta.split_sizes == {"train": 4, "val": 4, "test": 4} and len(resolved.first.fmt.open("val")) == 4
+    assert [(u.kind, u.name, u.path) for u in resolved.used[:2]] == [("format", "tiny", "data.format"),
+                                                                     ("format_wrapper", "first", "data.format")]
+    write_wrapper_files(tmp_path, resolved)
+    assert json.loads((tmp_path / "first.json").read_text()) == {"tiny": 4}
+    run["data"]["format"]["tiny"]["first"] = "many"
+    with pytest.raises(ConfigError, match="option 'first' of format wrapper 'first'") as error:
+        resolve(parse_config(run), found)
+    assert error.value.path == "data.format.tiny.first"
 
 
 def test_importing_the_kit_and_its_pytest_plugin_imports_no_torch():
