@@ -1,4 +1,6 @@
-"""Format wrapper ``class_groups``: the options ``classes``, ``group``, ``groups`` and ``label_map`` on every format with label heads (keep some classes, renumber them 0..k-1; ``label_map.json`` in the run directory)."""
+"""Format wrapper ``class_groups``: the options ``classes``, ``group``, ``groups`` and
+``label_map`` on every format with label heads (keep some classes, renumber them 0..k-1;
+``label_map.json`` in the run directory)."""
 
 from core import hookimpl
 
