@@ -26,7 +26,7 @@ def print_dry_run(resolved: ResolvedRun, console: Console | None = None) -> None
     console.print(table)
     meta = resolved.meta
     stages = ", ".join(f"{s.name} ({'prepare' if s in resolved.prepare else 'device'})" for s in resolved.prepare + resolved.device)
-    sizes = f" ({meta.extra['split_sizes']})" if "split_sizes" in meta.extra else ""  # class groups: exact or not
+    sizes = f" ({meta.extra['split_sizes']})" if "split_sizes" in meta.extra else ""  # a note a wrapper adds (exact or not)
     console.print(f"dataset '{meta.name}': stim {meta.stim_dtype} {meta.stim_shape}, "
                   f"splits {meta.split_sizes}{sizes}, heads {meta.heads}")
     console.print(f"transforms: {stages or '(none)'}; storage: {resolved.storage.dtype_name}")
