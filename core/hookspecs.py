@@ -60,8 +60,9 @@ def core_format_wrappers() -> Factories:
     and changes the format they are given to (which samples, which labels), and may write
     files into the run directory. The factory's options are its keyword arguments after
     ``fmt`` and ``path``; the core takes them off any format's options that hold them and
-    calls ``factory(fmt, path, **options)`` with the built format, which returns a
-    :class:`core.FormatWrapper`. A format's options that no wrapper takes stay the format's.
+    calls ``factory(fmt, path, **options)`` with the built format. The factory is a subclass
+    of :class:`core.FormatWrapper` (its classmethod ``write_run_files`` runs at every run
+    start). A format's options that no wrapper takes stay the format's.
 
     Called once when the registry loads; the factories are imported by every run (to learn
     their options) and called when a format's options hold one of them.

@@ -234,7 +234,7 @@ def take_wrapper_options(registry: Registry, spec: Any, path: str) -> tuple[Any,
         taken = {key: value for key, value in options.items() if key in keys}
         if taken:
             options = {key: value for key, value in options.items() if key not in keys}
-            valid = validate_options(factory, taken, options_path, f"format wrapper '{component.name}'",
+            valid = validate_options(factory, taken, options_path, f"format_wrapper '{component.name}'",
                                      skip=CONTEXT_ARGS["format_wrapper"])
             checked.append(Checked(Used("format_wrapper", component.name, path, component), factory, valid, options_path))
     return {name: options}, checked

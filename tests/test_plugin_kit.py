@@ -99,7 +99,7 @@ def test_a_format_wrapper_takes_its_options_off_any_format_wraps_it_and_writes_i
     write_wrapper_files(tmp_path, resolved)
     assert json.loads((tmp_path / "first.json").read_text()) == {"tiny": 4}
     run["data"]["format"]["tiny"]["first"] = "many"
-    with pytest.raises(ConfigError, match="option 'first' of format wrapper 'first'") as error:
+    with pytest.raises(ConfigError, match="option 'first' of format_wrapper 'first'") as error:
         resolve(parse_config(run), found)
     assert error.value.path == "data.format.tiny.first"
 
