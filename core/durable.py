@@ -175,3 +175,12 @@ class RandomState(Callback):
 def _tuples(value: Any) -> Any:
     """States come back from a checkpoint with lists where the generators want tuples."""
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class FlushLogs(Callback):
+    """Every logger writes what it holds before a checkpoint is written, so no logged row is
+    older than the checkpoint yet missing from disk (a resume keeps rows up to its checkpoint)."""
+
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        for logger in trainer.loggers:
+            logger.save()

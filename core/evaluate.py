@@ -105,10 +105,10 @@ def evaluator(resolved: ResolvedRun, callbacks: list[Any] = ()) -> Any:
     logger (the run's metrics.csv stays as training left it), no checkpoints."""
     import lightning
 
-    from core.progress import IntervalProgressBar
+    from core.run import standard_callbacks
 
     options = {k: v for k, v in resolved.config.trainer.items() if k in EVALUATION_KEYS}
-    bar = [IntervalProgressBar()] if options.get("enable_progress_bar", True) else []
+    bar = standard_callbacks(resolved, ("progress_bar",))
     return lightning.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False,
                              use_distributed_sampler=False, callbacks=[*bar, *callbacks], **options)
 

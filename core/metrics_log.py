@@ -46,6 +46,17 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
+def read_epoch_metrics(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{metric: [(epoch, value), ...]}`` for every non-empty cell of the rows that have an epoch."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in _read(metrics_csv)[1]:
+        if row.get("epoch"):
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value not in ("", None):
+                    series.setdefault(key, []).append((int(float(row["epoch"])), float(value)))
+    return series
+
+
 def _write(path: Path, fields: list[str], rows: list[dict[str, object]]) -> None:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields)

@@ -101,7 +101,7 @@ def epochs_trained(metrics_csv: Path) -> int | None:
     """How many epochs ``metrics.csv`` holds training or validation metrics for."""
     if not metrics_csv.is_file():
         return None
-    from core.curves import read_epoch_metrics
+    from core.metrics_log import read_epoch_metrics
 
     epochs = [epoch for key, points in read_epoch_metrics(metrics_csv).items() if key.startswith(("train/", "val/"))
               for epoch, _ in points]

@@ -1,4 +1,4 @@
-"""Runs a resolved config: run directory, Lightning trainer, fit, test, curves.
+"""Runs a resolved config: run directory, Lightning trainer, fit, test.
 
 Run directory ``output_dir/<name>/``: ``config.yaml`` (resolved), ``plugins.json``
 (provenance), ``metrics.csv`` (the ``csv`` logger), ``checkpoints/last.ckpt`` (for
@@ -16,6 +16,8 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.callbacks import Callback
 
 from core.config import RunConfig, to_yaml
 from core.durable import RunLock
@@ -100,6 +102,18 @@ def run_hparams(resolved: ResolvedRun) -> dict[str, Any]:
     return {"config": resolved.config.model_dump(mode="json"), "plugins": plugins, "versions": versions}
 
 
+class LogHyperparams(Callback):
+    """Gives every logger the run's description once at the start of each fit: the resolved
+    config, the plugins' versions and the library versions (:func:`run_hparams`)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.params)
+
+
 def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[Any, Any]:
     """The run's LightningDataModule and LightningModule; ``run_dir`` keeps what transforms learn."""
     from core.compiling import apply_compile
@@ -119,6 +133,24 @@ def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[A
     return datamodule, module
 
 
+# What every run shows and writes beside its checkpoints, from the built-in callbacks plugin
+# (name, the trainer switch that turns it off); the plugin's callbacks are components like any other
+STANDARD_CALLBACKS = (("epoch_summary", None), ("curves", None), ("progress_bar", "enable_progress_bar"),
+                      ("model_summary", "enable_model_summary"))
+
+
+def standard_callbacks(resolved: ResolvedRun, names: tuple[str, ...] = tuple(n for n, _ in STANDARD_CALLBACKS)
+                       ) -> list[Any]:
+    """The standard callbacks ``names`` a run gets without listing them: each left out when its
+    trainer switch is off, when ``callbacks:`` lists it already, or when no loaded plugin has it
+    (``plugins.only`` / ``disable`` without ``callbacks``)."""
+    listed = {checked.used.name for checked in resolved.callbacks}
+    found = resolved.registry.components["callback"]
+    return [found[name].resolve()() for name, switch in STANDARD_CALLBACKS
+            if name in names and name in found and name not in listed
+            and not (switch and not resolved.config.trainer.get(switch, True))]
+
+
 def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:
     """The Lightning trainer, DataModule and module a run trains with, and its best-checkpoint
     callback. The trainer gets the run's loggers (``logging:``, each built as
@@ -127,9 +159,7 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from core.callbacks import EpochSummary, FlushLogs, LogHyperparams
-    from core.durable import GracefulStop, MidEpochCheckpoint, RandomState
-    from core.progress import IntervalProgressBar
+    from core.durable import FlushLogs, GracefulStop, MidEpochCheckpoint, RandomState
 
     config = resolved.config
     datamodule, module = build_modules(resolved, run_dir)
@@ -148,15 +178,8 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
             train_time_interval=timedelta(minutes=chosen.every_n_minutes) if chosen.every_n_minutes else None))
     loggers = [checked.build(run_dir) for checked in resolved.loggers]
     callbacks = [best, *last, FlushLogs(), GracefulStop(run_dir / "checkpoints" / "last.ckpt"), RandomState(),
-                 EpochSummary(),
                  LogHyperparams(run_hparams(resolved)), *(checked.build() for checked in resolved.callbacks),
-                 *extra_callbacks]
-    if config.trainer.get("enable_progress_bar", True):
-        callbacks.append(IntervalProgressBar())
-    if config.trainer.get("enable_model_summary", True):  # parameter counts only, in place of Lightning's
-        from core.callbacks import ParameterSummary
-
-        callbacks.append(ParameterSummary())
+                 *extra_callbacks, *standard_callbacks(resolved)]
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=loggers,
@@ -171,7 +194,6 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
                  test: bool = True) -> dict[str, float]:
     """Train with Lightning, test the best checkpoint (unless not ``test``), run the
     experiment sweep if any; return the test metrics."""
-    from core.curves import plot_curves
     from core.metrics_log import truncate_after
 
     config = resolved.config
@@ -209,8 +231,6 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         raise
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
                            weights_only=True) if test else []
-    if trainer.is_global_zero and (run_dir / "metrics.csv").is_file():  # fast_dev_run logs nothing
-        plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
     if sweep is not None and test:  # the module now holds the best checkpoint's weights
         run_sweep(sweep, module, datamodule, config.trainer, run_dir)
     return _headline(results[0] if results else {})

@@ -68,7 +68,7 @@ def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[
 
 
 def _row(result: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    from core.curves import read_epoch_metrics
+    from core.metrics_log import read_epoch_metrics
 
     row: dict[str, Any] = {"run": result["run"], **result["values"]}
     series = read_epoch_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else {}

@@ -1,7 +1,7 @@
 """What a command prints: Lightning's and torch's messages a user cannot act on are filtered
 out while a console script runs (installed by :func:`core.cli.cli`, removed when it returns;
 importing this module changes nothing). The model summary with parameter counts only is
-``core.callbacks.ParameterSummary``.
+the ``model_summary`` callback (``plugins/callbacks/terminal.py``).
 
 Filtered (each is matched against the start of the message):
 

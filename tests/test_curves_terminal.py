@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.curves import curves_figure, plot_curves, read_epoch_metrics
+from core.metrics_log import read_epoch_metrics
+from plugins.callbacks.curves import curves_figure, plot_curves
 from core.experiment import experiment_figure, stimulus_window
 from core.kinds import Step
 from core.terminal import LIGHTNING_LOGGERS, quiet_terminal

@@ -1,20 +1,42 @@
-"""Lightning callbacks of every run."""
+"""What a run shows on the terminal, callbacks on by default: ``progress_bar`` (the training
+loss, read at the logging interval only), ``epoch_summary`` (a line per epoch) and
+``model_summary`` (parameter counts).
+
+Lightning's own bars read every ``prog_bar`` metric to the host after every batch, which
+makes the host wait for the accelerator once per step. This bar shows ``loss`` (the last
+logged ``train/loss``) and reads it when Lightning logs (every ``log_every_n_steps``) and
+at the end of each epoch.
+"""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback, RichModelSummary
+from lightning.pytorch.callbacks import Callback, RichModelSummary, RichProgressBar
+
+from core.module import logging_now
 
 
-class FlushLogs(Callback):
-    """Every logger writes what it holds before a checkpoint is written, so no logged row is
-    older than the checkpoint yet missing from disk (a resume keeps rows up to its checkpoint)."""
+class IntervalProgressBar(RichProgressBar):
+    """Lightning's rich progress bar showing ``loss``, read when Lightning logs."""
 
-    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        for logger in trainer.loggers:
-            logger.save()
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[str, Any] = {}
+        self._due = True
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._due = logging_now(trainer)
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._due = True
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        if self._due:
+            loss = trainer.callback_metrics.get("train/loss_step")
+            self._shown = {} if loss is None else {"loss": round(float(loss), 4)}
+        return dict(self._shown)
 
 
 class EpochSummary(Callback):
@@ -38,8 +60,8 @@ class EpochSummary(Callback):
 
 class ParameterSummary(RichModelSummary):
     """Lightning's model summary with the parameter columns and totals only (no mode, FLOPs,
-    size or module counts); added by ``core.run.build_trainer`` when
-    ``trainer.enable_model_summary`` is true (Lightning's default summary is then not added)."""
+    size or module counts); on while
+    ``trainer.enable_model_summary`` is true (in place of Lightning's default summary)."""
 
     COLUMNS = (" ", "Name", "Type", "Params", "Params per Device")
 
@@ -63,15 +85,3 @@ class ParameterSummary(RichModelSummary):
                   (total_parameters, trainable_parameters, total_parameters - trainable_parameters)]
         console.print(f"parameters: {counts[0]} total, {counts[1]} trainable, {counts[2]} non-trainable",
                       highlight=False)
-
-
-class LogHyperparams(Callback):
-    """Gives every logger the run's description once at the start of each fit: the resolved
-    config, the plugins' versions and the library versions (``core.run.run_hparams``)."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        for logger in trainer.loggers:
-            logger.log_hyperparams(self.params)

@@ -1,4 +1,4 @@
-"""Plots a run's ``metrics.csv`` into ``curves.png``: one panel per metric family that has data.
+"""Callback ``curves``: plots a run's ``metrics.csv`` into ``curves.png``: one panel per metric family that has data.
 
 Families, in this order (a metric belongs to the first that matches it):
 
@@ -20,10 +20,14 @@ out. Each panel's legend sits below it, off the data.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from core.files import replaced
+from core.metrics_log import METRICS, read_epoch_metrics
 
 FAMILIES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     # (title, y label, pattern on the metric's name after its stage)
@@ -34,20 +38,6 @@ FAMILIES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 )
 STAGES = ("train", "val", "test")
 LEFT_OUT = re.compile(r"(_step$|_step\d+$|_best$)")
-
-
-def read_epoch_metrics(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
-    """``{metric: [(epoch, value), ...]}`` for every non-empty cell of Lightning's CSV log."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    with open(metrics_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if not row.get("epoch"):
-                continue
-            epoch = int(float(row["epoch"]))
-            for key, value in row.items():
-                if key not in ("epoch", "step") and value not in ("", None):
-                    series.setdefault(key, []).append((epoch, float(value)))
-    return series
 
 
 def split_metric(key: str) -> tuple[str | None, str]:
@@ -161,6 +151,20 @@ def plot_curves(metrics_csv: Path, out: Path) -> Path | None:
         return None
     import matplotlib.pyplot as plt
 
-    fig.savefig(out, dpi=100, bbox_inches="tight")
+    with replaced(out) as partial:
+        fig.savefig(partial, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+class Curves(Callback):
+    """Draws ``curves.png`` in the run directory from its ``metrics.csv`` when training ends and
+    again when testing ends (the test values as dotted lines); on by default in every run."""
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not trainer.is_global_zero or stage not in ("fit", "test"):
+            return
+        for logger in trainer.loggers:  # rows still held by a logger reach the file first
+            logger.save()
+        run_dir = Path(trainer.default_root_dir)
+        plot_curves(run_dir / METRICS, run_dir / "curves.png")
