@@ -226,3 +226,17 @@ def test_per_step_callbacks_add_no_host_sync(tmp_path, registry):
     # as without them (tests/test_host_syncs.py): every 4th step the logged loss and the
     # non-finite-loss check are read, nothing else
     assert syncs.steps == 12 and dict(syncs.counts) == {"item": 2 * 12 // 4}, syncs.counts
+
+
+def test_standard_callbacks_come_from_the_plugin_by_name_and_follow_their_switches(tmp_path, registry):
+    from core.run import standard_callbacks
+
+    def names(config, plugins=registry):
+        return [type(c).__name__ for c in standard_callbacks(resolve(config, plugins))]
+
+    everything = dict(TRAINER, enable_progress_bar=True, enable_model_summary=True)
+    assert names(config_of(tmp_path, trainer=everything)) == ["EpochSummary", "Curves", "IntervalProgressBar",
+                                                             "ParameterSummary"]
+    assert names(config_of(tmp_path)) == ["EpochSummary", "Curves"]  # both switches off in TRAINER
+    assert names(config_of(tmp_path, callbacks=["curves"])) == ["EpochSummary"]  # listed: not added twice
+    assert names(config_of(tmp_path, callbacks=[]), Registry.load(disable=["callbacks"])) == []
