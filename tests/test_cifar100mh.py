@@ -17,7 +17,7 @@ from plugins.cifar100mh.cifar100 import Cifar100
 from plugins.cifar100mh.format import Cifar100MH
 from plugins.cifar100mh.tool import Cifar100MHTool
 from plugins.digits.format import Digits
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 PARAMS = {"note_number": (3, 12), "note_velocity": (0, 127)}  # name: (min, max)
 
@@ -143,14 +143,14 @@ def test_bad_input_names_file_and_record(dataset, mutate, expected):
 
 
 def test_validate_and_inspect_cli(dataset):
-    ok = run_cli("core-data", "validate", dataset)
+    ok = run_main("core-data", "validate", dataset)
     assert ok.returncode == 0 and "valid" in ok.stdout
-    info = json.loads(run_cli("core-data", "inspect", "--json", dataset).stdout)
+    info = json.loads(run_main("core-data", "inspect", "--json", dataset).stdout)
     assert info["n_samples"] == {"train": 20, "test": 6} and info["image_shape"] == [3, 32, 32]
     assert info["heads"]["note_number"]["classes"] == 10
     patch_byte(dataset / "train_batch", 7 * RECORD + 1, 9)
     patch_byte(dataset / "train_batch", 5 * RECORD + 4, 200)
-    bad = run_cli("core-data", "validate", dataset)
+    bad = run_main("core-data", "validate", dataset)
     assert bad.returncode == 1
     assert "record 7: parameter id 9" in bad.stdout and "record 5: note_number = 200" in bad.stdout
     assert "2 problem(s)" in bad.stdout
@@ -195,16 +195,16 @@ def test_cifar100_python_version_converts_with_two_heads(tmp_path):
             pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(range(n)),
                          b"coarse_labels": [i % 20 for i in range(n)], b"filenames": [b"x.png"] * n,
                          b"batch_label": b"training batch 1 of 1"}, handle, protocol=2)
-    result = run_cli("core-data", "convert", "--from", "cifar100", "--option", f"root={folder}", "--to", "cifar100mh",
+    result = run_main("core-data", "convert", "--from", "cifar100", "--option", f"root={folder}", "--to", "cifar100mh",
                      tmp_path / "mh")
     assert result.returncode == 0, result.stderr
-    info = json.loads(run_cli("core-data", "inspect", "--json", tmp_path / "mh").stdout)
+    info = json.loads(run_main("core-data", "inspect", "--json", tmp_path / "mh").stdout)
     assert {h: v["classes"] for h, v in info["heads"].items()} == {"coarse": 20, "fine": 100}
     assert info["n_samples"] == {"train": 30, "test": 10}
 
 
 def test_multi_head_training_from_the_shipped_config(tmp_path, capsys):
-    converted = run_cli("core-data", "convert", "--from", "digits", "--option", "image_size=32", "--option", "channels=3",
+    converted = run_main("core-data", "convert", "--from", "digits", "--option", "image_size=32", "--option", "channels=3",
                         "--option", "heads=[digit, parity]", "--to", "cifar100mh", tmp_path / "digits-mh")
     assert converted.returncode == 0, converted.stderr
     result = run_cli("core-train", "--config", "configs/cifar100mh.yaml", "--set", f"data.format.cifar100mh.root={tmp_path / 'digits-mh'}",

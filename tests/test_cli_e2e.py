@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, SMALL_RUN, run_cli
+from tests.conftest import BIN, ROOT, SMALL_RUN, run_cli, run_main
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -51,7 +51,7 @@ def test_fresh_run_refuses_to_mix_with_an_existing_one_and_resume_continues(writ
 
 
 def test_core_plugins_lists_builtins_as_json():
-    result = run_cli("core-plugins", "--json")
+    result = run_main("core-plugins", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["plugin"]: row for row in json.loads(result.stdout)["plugins"]}
     assert rows["digits"]["components"] == {"format": ["digits"]}
@@ -60,11 +60,11 @@ def test_core_plugins_lists_builtins_as_json():
 
 
 def test_core_data_info_describes_a_format():
-    result = run_cli("core-data", "info", "digits", "--option", "image_size=16", "--option", "heads=[digit, parity]")
+    result = run_main("core-data", "info", "digits", "--option", "image_size=16", "--option", "heads=[digit, parity]")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["stim_shape"] == [1, 16, 16] and info["heads"] == {"digit": 10, "parity": 2}
-    bad = run_cli("core-data", "info", "digitz")
+    bad = run_main("core-data", "info", "digitz")
     assert bad.returncode == 2 and "no format named 'digitz' (did you mean 'digits'?)" in bad.stderr
 
 

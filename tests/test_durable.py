@@ -182,9 +182,9 @@ def test_pretrained_that_is_not_a_checkpoint_is_one_message(tmp_path):
 
 
 def test_the_curriculum_resumes_bitwise_too(tmp_path, monkeypatch):
-    from tests.conftest import run_cli
+    from tests.conftest import run_main
 
-    assert run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=300", "--option",
+    assert run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=300", "--option",
                    "size=12", "--option", "neurons=6", str(tmp_path / "s")).returncode == 0
     config = tmp_path / "run.yaml"
     config.write_text(textwrap.dedent(f"""

@@ -19,7 +19,7 @@ from plugins.hdf5.reader import HandlePool, SessionRows, default_cache_bytes, sp
 from plugins.hdf5.session import read_info
 from plugins.hdf5.tool import HDF5Tool
 from plugins.uint8_pixelnorm.storage import Uint8Storage
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 
 def write_session(path, n=50, stim_shape=(6, 5), neurons=4, axes=None, chunks=16, extra=True, name=None, seed=0):
@@ -134,7 +134,7 @@ def test_the_split_dataset_assigns_trials(tmp_path):
 
 def test_convert_digits_to_hdf5_round_trips(tmp_path):
     out = tmp_path / "digits.h5"
-    done = run_cli("core-data", "convert", "--from", "digits", "--to", "hdf5", "--to-option", "chunk_rows=64", str(out))
+    done = run_main("core-data", "convert", "--from", "digits", "--to", "hdf5", "--to-option", "chunk_rows=64", str(out))
     assert done.returncode == 0, done.stderr
     from plugins.digits.format import Digits
 
@@ -189,13 +189,13 @@ def test_validate_reports_every_bad_file(tmp_path):
     (tmp_path / "bad.h5").write_bytes(data[: len(data) - 500])
     problems = HDF5Tool().validate(tmp_path)
     assert len(problems) == 1 and "bad.h5" in problems[0]
-    done = run_cli("core-data", "validate", str(tmp_path))
+    done = run_main("core-data", "validate", str(tmp_path))
     assert done.returncode == 1 and "bad.h5" in done.stdout
 
 
 def test_make_sessions_follows_its_model_and_trains_end_to_end(tmp_path):
     sessions = tmp_path / "sessions"
-    done = run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=300",
+    done = run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=300",
                    "--option", "size=16", str(sessions))
     assert done.returncode == 0, done.stderr
     with h5py.File(sessions / "session_00.h5") as f:
@@ -203,7 +203,7 @@ def test_make_sessions_follows_its_model_and_trains_end_to_end(tmp_path):
         assert f["stim"].shape == (300, 16, 16) and responses.shape == (300, 40)
     assert abs(responses.mean() - rate.mean()) < 0.1 * rate.mean()  # Poisson draws of the stored rates
     assert np.corrcoef(responses.ravel(), rate.ravel())[0, 1] > 0.5
-    info = json.loads(run_cli("core-data", "inspect", "--json", str(sessions)).stdout)
+    info = json.loads(run_main("core-data", "inspect", "--json", str(sessions)).stdout)
     assert set(info["sessions"]) == {"session_00", "session_01"}
     config = tmp_path / "run.yaml"
     config.write_text((ROOT / "configs/sessions_hdf5.yaml").read_text()
@@ -308,7 +308,7 @@ def test_a_damaged_gzip_chunk_names_the_file_and_trials_in_memory_mode(tmp_path)
 
 
 def test_make_sessions_with_bad_options_or_an_output_under_a_file_is_a_message(tmp_path):
-    done = run_cli("core-data", "make-sessions", "--option", "sessions=0", tmp_path / "s")
+    done = run_main("core-data", "make-sessions", "--option", "sessions=0", tmp_path / "s")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "error: config error at --option sessions: make-sessions: sessions must be at least 1, not 0" in done.stderr
     assert "fix: e.g. --option sessions=4 (the default)" in done.stderr

@@ -13,7 +13,7 @@ from core.registry import Registry
 from core.resolve import resolve
 from core.run import build_trainer
 from core.testing import HostSyncs, count_training_syncs
-from tests.conftest import run_cli
+from tests.conftest import run_main
 
 
 def test_the_counter_sees_each_kind_of_host_sync():
@@ -95,7 +95,7 @@ def test_a_training_step_waits_for_nothing(tmp_path, run):
 
 
 def test_responses_from_several_sessions_wait_for_nothing(tmp_path):
-    done = run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=200",
+    done = run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=200",
                    "--option", "size=12", "--option", "neurons=8", str(tmp_path / "sessions"))
     assert done.returncode == 0, done.stderr
     run = {"data": {"transforms": ["pixelnorm"], "batch_size": 32, "sampler": {"contrast_weighted": {"ramp_steps": 4}}},

@@ -19,7 +19,7 @@ from core.kinds import InOrder
 from core.responses import Correlations
 from core.schedules import linear_warmup_cosine
 from plugins.curriculum.sampler import ContrastWeighted
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 BASE = {"name": "m", "model": "shared_core_readout", "data": {"transforms": ["pixelnorm"]}}
 
@@ -107,7 +107,7 @@ def test_linear_warmup_then_cosine_to_the_floor():
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sessions")
-    done = run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400",
+    done = run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400",
                    "--option", "size=16", "--option", "neurons=20", str(folder))
     assert done.returncode == 0, done.stderr
     return folder
@@ -146,11 +146,11 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     assert re.search(r"epoch 3 \| train/loss [-\d.]+ \| val/corr", trained.stdout + trained.stderr)
     # resuming on data whose sessions now have other neuron counts: one clear error
     other = tmp_path / "other"
-    assert run_cli("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400", "--option",
+    assert run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400", "--option",
                    "size=16", "--option", "neurons=25", str(other)).returncode == 0
     moved = tmp_path / "moved.yaml"
     moved.write_text(path.read_text().replace(str(data), str(other)))
-    refused = run_cli("core-train", "--config", moved, "--resume", "--set", "name=multi")
+    refused = run_main("core-train", "--config", moved, "--resume", "--set", "name=multi")
     assert refused.returncode == 2 and "config error at datasets: --resume continues the run as it was trained" in refused.stderr
     for session in other.glob("*.h5"):  # the same paths, other contents
         shutil.copy(session, data / session.name)
@@ -167,7 +167,7 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
 def test_a_sampler_needing_contrast_on_data_without_it(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("name: x\ndata: {format: digits, sampler: contrast_weighted}\nmodel: simple_cnn\n")
-    done = run_cli("core-train", "--config", path, "--dry-run")
+    done = run_main("core-train", "--config", path, "--dry-run")
     assert done.returncode == 2
     assert ("config error at data.sampler: sampler 'contrast_weighted' weights samples by contrast, but dataset "
             "'digits' has no such field") in done.stderr
@@ -239,7 +239,7 @@ def test_max_datasets_needs_several_and_a_one_dataset_model_is_refused(tmp_path)
     path = tmp_path / "run.yaml"
     path.write_text("name: x\ndata: {transforms: [pixelnorm]}\nmodel: simple_cnn\n"
                     "datasets: [{name: a, format: digits}, {name: b, format: digits}]\n")
-    done = run_cli("core-train", "--config", path, "--dry-run")
+    done = run_main("core-train", "--config", path, "--dry-run")
     assert done.returncode == 2
     assert "config error at model: model 'simple_cnn' is built for one dataset, but this run has 2" in done.stderr
 

@@ -12,7 +12,7 @@ from core.compiling import check_compile
 from core.config import CompileSection, parse_config
 from core.placement import choose_placement
 from core.prefetch import DevicePrefetch, ready_on_current_stream
-from tests.conftest import SMALL_RUN, run_cli
+from tests.conftest import SMALL_RUN, run_cli, run_main
 
 GIB = 2**30
 
@@ -29,7 +29,7 @@ def test_auto_places_data_on_the_accelerator_only_when_it_fits_with_room_to_spar
 
 
 def test_the_dry_run_says_where_the_data_goes_and_why(write_config):
-    done = run_cli("core-train", "--config", write_config(SMALL_RUN), "--dry-run")
+    done = run_main("core-train", "--config", write_config(SMALL_RUN), "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "placement: host (auto: no CUDA accelerator, the samples stay in RAM)" in done.stdout
     assert parse_config({"name": "x", "data": {"format": "digits"}, "model": "simple_cnn"}).data.placement == "auto"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core import ConfigError, DataError, DataFormat, DatasetMeta, DiskSplit, Split
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 wds = pytest.importorskip("webdataset")
 
@@ -73,7 +73,7 @@ def labelled(folder, n, per_shard, **options):
 @pytest.fixture(scope="module")
 def digits_wds(tmp_path_factory):
     out = tmp_path_factory.mktemp("wds") / "digits"
-    result = run_cli("core-data", "convert", "--from", "digits", "--to", "webdataset", "--to-option", "shard_size=200", out)
+    result = run_main("core-data", "convert", "--from", "digits", "--to", "webdataset", "--to-option", "shard_size=200", out)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -148,7 +148,7 @@ def test_convert_digits_round_trip_gives_the_same_samples(digits_wds):
         np.testing.assert_array_equal(column(batches, "digit"), digits.open(split).fields["digit"])
     with pytest.raises(DataError, match="digits already holds shards\n  fix: remove it first, or write to another folder"):
         WebDatasetTool().write(digits, digits_wds)
-    report = json.loads(run_cli("core-data", "inspect", "--json", digits_wds).stdout)
+    report = json.loads(run_main("core-data", "inspect", "--json", digits_wds).stdout)
     assert report["splits"]["train"] == {"shards": 7, "samples": 1258} and report["heads"] == {"digit": "10 classes, in cls"}
 
 
@@ -264,7 +264,7 @@ def test_paths_that_match_no_file(tmp_path):
 
 
 def test_a_missing_shard_is_one_clear_message_from_the_cli(tmp_path):
-    result = run_cli("core-data", "info", "webdataset", "--option", f"urls={tmp_path}/train-{{000000..000003}}.tar",
+    result = run_main("core-data", "info", "webdataset", "--option", f"urls={tmp_path}/train-{{000000..000003}}.tar",
                      "--option", "val_urls=x.tar", "--option", "test_urls=x.tar")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: webdataset: option urls:" in result.stderr and "matches no file (it expands to 4 paths" in result.stderr
@@ -349,7 +349,7 @@ def test_validate_names_every_bad_file_and_sample(digits_wds, tmp_path):
     assert len(problems) == len(expected), problems
     for text in expected:
         assert any(text in problem for problem in problems), (text, problems)
-    result = run_cli("core-data", "validate", folder)
+    result = run_main("core-data", "validate", folder)
     assert result.returncode == 1 and "6 problem(s)" in result.stdout
 
 
@@ -420,7 +420,7 @@ def test_pipe_urls_are_refused_unless_allowed_and_never_run_to_read_the_metadata
         model: {{simple_cnn: {{conv1: 4, conv2: 4, fc_hidden: 8}}}}
         trainer: {{max_epochs: 1, accelerator: cpu}}
     """)
-    done = run_cli("core-train", "--config", config, "--dry-run")
+    done = run_main("core-train", "--config", config, "--dry-run")
     assert done.returncode == 0, done.stderr
     assert not marker.exists()  # the dry run read the local sidecar, and ran nothing
     piped = WebDatasetFormat(pipe, val_urls=str(shard), test_urls=str(shard), allow_pipe=True,
