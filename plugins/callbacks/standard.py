@@ -18,8 +18,8 @@ class EarlyStopping(callbacks.EarlyStopping):
 
     ``monitor``: the logged metric to watch, as named in ``metrics.csv`` (``val/loss``,
     ``val/digit_acc``; default: the metric the best checkpoint follows).
-    ``mode``: ``max`` when a larger value is better, ``min`` when a smaller one is (default
-    from ``monitor``, as above).
+    ``mode``: ``max`` when a larger value is better, ``min`` when a smaller one is (default:
+    ``min`` for a ``monitor`` whose name contains ``loss``, else ``max``).
     ``patience``: how many validation checks in a row without improvement stop training (>= 0).
     ``min_delta``: the least change of ``monitor``, in its own units, that counts as an
     improvement (>= 0)."""
