@@ -91,7 +91,8 @@ class StochasticWeightAveraging(callbacks.StochasticWeightAveraging):
     [0, 1] read as that fraction of ``max_epochs``.
     ``annealing_epochs``: epochs over which the learning rate moves from its value to
     ``swa_lrs``.
-    ``annealing_strategy``: the shape of that move, ``cos`` (cosine) or ``linear``."""
+    ``annealing_strategy``: how the learning rate moves to ``swa_lrs`` over the annealing
+    epochs, ``cos`` (along a cosine) or ``linear``."""
 
     def __init__(self, swa_lrs: float | list[float], swa_epoch_start: int | float = 0.8, annealing_epochs: int = 10,
                  annealing_strategy: Literal["cos", "linear"] = "cos") -> None:

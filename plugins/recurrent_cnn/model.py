@@ -23,7 +23,7 @@ class RecurrentCNN(nn.Module):
     readout per head at every step; takes presentations over time (T, C, H, W).
 
     ``conv1``: the output channels of the encoder's first 3x3 convolution (>= 1).
-    ``conv2``: the output channels of its second 3x3 convolution, average-pooled to 2x2 for
+    ``conv2``: the output channels of the encoder's second 3x3 convolution, average-pooled to 2x2 for
     the recurrent layer (>= 1).
     ``hidden_size``: the width of the recurrent state the readouts read (>= 1).
     ``recurrence``: the recurrent layer, ``gru``, ``lstm`` or ``rnn`` (a plain tanh RNN).
