@@ -7,15 +7,21 @@ options pass, and each error names the YAML path, the value and what was expecte
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import re
+import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
+from pathlib import PurePath
 from typing import Any
 
+import annotated_types
 import pydantic
+import yaml
 
+from core.config import ComponentSpec
 from core.errors import ConfigError, did_you_mean, short_repr
 
 
@@ -23,7 +29,7 @@ from core.errors import ConfigError, did_you_mean, short_repr
 def _schema(factory: Callable[..., Any], skip: tuple[str, ...]) -> tuple[type[pydantic.BaseModel], frozenset[str], bool]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)  # Annotated constraints (Gt(0)) kept
     except Exception:  # unresolvable annotations: fall back to unchecked values
         hints = {}
     fields: dict[str, Any] = {}
@@ -50,11 +56,118 @@ def option_names(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> fro
     return _schema(factory, skip)[1]
 
 
-def describe_type(hint: Any) -> str:
-    """``int``, ``list[str]``, ``one of 'a', 'b'``: a type as a user reads it."""
-    if typing.get_origin(hint) is typing.Literal:
-        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
-    return getattr(hint, "__name__", None) if not typing.get_args(hint) else str(hint).replace("typing.", "")
+def yaml_value(value: Any) -> str:
+    """A value as it is written in YAML: ``null``, ``true``, ``[csv, tensorboard]``, ``{}``; a
+    string that YAML would read as something else is quoted (``'1'``, ``'null'``, ``''``)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str):
+        try:
+            plain = yaml.safe_load(value) == value
+        except yaml.YAMLError:
+            plain = False
+        return value if plain and value.strip() == value else "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+_BOUNDS = {annotated_types.Gt: ("gt", ">"), annotated_types.Ge: ("ge", ">="), annotated_types.Lt: ("lt", "<"),
+           annotated_types.Le: ("le", "<=")}
+_COMPONENT = set(typing.get_args(ComponentSpec))  # str | {name: options}: a component as YAML names it
+
+
+def describe_type(hint: Any, plural: bool = False, metadata: Iterable[Any] = ()) -> str:
+    """A type as a YAML user reads it: ``int``, ``list of str``, ``mapping of str to float``,
+    ``one of min, max``, ``str or null``, ``int > 0``, ``component``. ``core-plugins`` (text
+    and ``--json``), error messages and the reference docs all print this text; ``plural``
+    names the items of a list (``list of components``); ``metadata`` holds pydantic's
+    constraints of a field (``Gt(0)``, ``MinLen(1)``)."""
+    return constrained(_describe(hint, plural), metadata)
+
+
+def _describe(hint: Any, plural: bool) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return "any"
+    if hint is None or hint is type(None):
+        return "null"
+    if origin is typing.Annotated:
+        return constrained(_describe(args[0], plural), hint.__metadata__)
+    if origin is typing.Literal:
+        return _one_of(list(args))
+    if origin in (typing.Union, types.UnionType):
+        return _union(args, plural)
+    if isinstance(origin, type) and issubclass(origin, collections.abc.Mapping):
+        key, value = args or (Any, Any)
+        return "mapping" if value is Any else f"mapping of {_describe(key, False)} to {_grouped(value)}"
+    if isinstance(origin, type) and issubclass(origin, collections.abc.Iterable) and origin not in (str, bytes):
+        items = [a for a in args if a is not Ellipsis]
+        if origin is tuple and len(args) > 1 and args[-1] is not Ellipsis:  # a fixed tuple: one type per position
+            return "[" + ", ".join(_describe(a, False) for a in args) + "]"
+        if not items or items[0] is Any:
+            return "list"
+        item = _grouped(items[0], plural=True)
+        return f"list, each {item}" if item.startswith("one of ") else f"list of {item}"
+    if isinstance(hint, type) and issubclass(hint, pydantic.ByteSize):
+        return "bytes"
+    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+        return "mappings" if plural else "mapping"
+    if isinstance(hint, type) and issubclass(hint, PurePath):
+        return "path"
+    if hint is dict:
+        return "mapping"
+    if hint in (list, tuple):
+        return "list"
+    name = getattr(hint, "__name__", None)
+    return name if name and not args else str(hint).replace("typing.", "")
+
+
+def _grouped(hint: Any, plural: bool = False) -> str:
+    """The type of a list's items or a mapping's values; alternatives in parentheses, so that
+    ``list of (int or str) or null`` reads one way only."""
+    text = _describe(hint, plural)
+    return f"({text})" if " or " in text else text
+
+
+def _one_of(values: list[Any]) -> str:
+    """``one of a, b, null`` (the values as YAML writes them); a single value alone."""
+    shown = [yaml_value(v) for v in values]
+    return shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
+
+
+def _union(args: tuple[Any, ...], plural: bool) -> str:
+    """``str or list of str or null``, in the union's order; its literal values go together as
+    one ``one of ...`` (with ``null`` among them when every member is a value)."""
+    kept = [a for a in args if a is not type(None)]
+    nullable = len(kept) < len(args)
+    if set(kept) == _COMPONENT:
+        return " or ".join(["components" if plural else "component"] + ["null"] * nullable)
+    literals = [v for a in kept if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+    if len(literals) and all(typing.get_origin(a) is typing.Literal for a in kept):
+        return _one_of(literals + [None] * nullable)
+    names: list[str] = []
+    for member in kept:
+        if typing.get_origin(member) is not typing.Literal:
+            names.append(_describe(member, plural))
+        elif literals:  # the first literal member stands for all of them
+            names.append(_one_of(literals))
+            literals = []
+    return " or ".join(names + ["null"] * nullable)
+
+
+def constrained(text: str, metadata: Iterable[Any]) -> str:
+    """``text`` with pydantic's constraints: ``int > 0``, ``int, 0 to 4294967295``, ``str, not empty``."""
+    metadata = list(metadata)
+    bounds = {_BOUNDS[type(m)][1]: getattr(m, _BOUNDS[type(m)][0]) for m in metadata if type(m) in _BOUNDS}
+    if ">=" in bounds and "<=" in bounds:
+        text += f", {bounds.pop('>=')} to {bounds.pop('<=')}"
+    text = " ".join([text, *(f"{op} {value}" for op, value in bounds.items())])
+    if any(isinstance(m, annotated_types.MinLen) and m.min_length == 1 for m in metadata):
+        text += ", not empty"
+    return text
 
 
 _MARK = re.compile(r"((?:``\w+``,\s*)*``\w+``):\s")  # ``name``: or ``a``, ``b``: (options sharing one text)
@@ -81,7 +194,8 @@ def option_docs(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> list
                 texts.setdefault(name, first_sentence(text[mark.end():after.start() if after else None]))
     rows = []
     for name, field in model.model_fields.items():
-        row = {"name": name, "type": describe_type(field.annotation), "required": field.is_required()}
+        row = {"name": name, "type": describe_type(field.annotation, metadata=field.metadata),
+               "required": field.is_required()}
         rows.append({**row, **({} if row["required"] else {"default": field.default}), "doc": texts.get(name, "")})
     return rows
 
@@ -115,7 +229,8 @@ def validate_options(
         key = str(err["loc"][0]) if err["loc"] else ""
         if err["type"] == "missing":
             raise ConfigError(f"{path}.{key}", f"{what} needs option '{key}'", fix=f"add '{key}: <value>'") from None
-        expected = describe_type(model.model_fields[key].annotation) if key in model.model_fields else "?"
+        field = model.model_fields.get(key)
+        expected = describe_type(field.annotation, metadata=field.metadata) if field is not None else "?"
         raise ConfigError(
             f"{path}.{loc}",
             f"{short_repr(err.get('input'))} is not valid for option '{key}' of {what}: expected {expected} ({err['msg']})",

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import PluginUnavailable
-from core.options import option_docs
+from core.options import option_docs, yaml_value
 from core.registry import KINDS, Component, PluginInfo, Registry
 from core.resolve import CONTEXT_ARGS
-from ref_config import yaml_value
 
 DISTRIBUTION = "core-train"
 PLACEHOLDER = "Not documented: unavailable where this page was generated"

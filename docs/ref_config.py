@@ -1,7 +1,8 @@
 """Renders the config-keys tables of docs/config.md from the pydantic models in core/config.py.
 
 Each table sits between ``<!-- generated: config keys of MODEL ... -->`` and
-``<!-- end generated -->``. The rows, their order, types and defaults come from the model;
+``<!-- end generated -->``. The rows, their order, types and defaults come from the model
+(types as ``core.options.describe_type`` writes them, as ``core-plugins`` and error messages do);
 the ``meaning`` column is prose kept from the page (matched by key), so a new key gets an
 empty meaning that :func:`undocumented` reports.
 """
@@ -9,15 +10,12 @@ empty meaning that :func:`undocumented` reports.
 from __future__ import annotations
 
 import re
-import types
-import typing
-from typing import Any
 
-import annotated_types
 import pydantic
 from pydantic.fields import FieldInfo
 
 from core import config
+from core.options import describe_type, yaml_value
 
 MARKER = re.compile(r"(<!-- generated: config keys of (\w+)[^>]*-->\n)(.*?)(<!-- end generated -->)", re.S)
 HEAD = "| key | type | default | meaning |\n|---|---|---|---|\n"
@@ -30,56 +28,6 @@ DEFAULTS = {
     "DatasetSection.transforms": "`data.transforms`",
     "DatasetSection.sampler": "`data.sampler`",
 }
-BOUNDS = {annotated_types.Gt: ("gt", ">"), annotated_types.Ge: ("ge", ">="), annotated_types.Lt: ("lt", "<"),
-          annotated_types.Le: ("le", "<=")}
-
-
-def yaml_value(value: Any) -> str:
-    """A default as it is written in YAML: ``null``, ``true``, ``[csv, tensorboard]``, ``{}``."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def yaml_type(hint: Any, plural: bool = False) -> str:
-    """``int > 0``, ``list of components``, ``str or null``, ``` `a`, `b` or `c` ```: a type as YAML users read it."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint == config.ComponentSpec:
-        return "components" if plural else "component"
-    if origin is typing.Annotated:
-        return constrained(yaml_type(args[0], plural), hint.__metadata__)
-    if origin is typing.Literal:
-        names = [f"`{yaml_value(a)}`" for a in args]
-        return " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
-    if origin in (typing.Union, types.UnionType):
-        kept = [a for a in args if a is not type(None)]
-        component = set(kept) == set(typing.get_args(config.ComponentSpec))
-        names = [yaml_type(config.ComponentSpec, plural)] if component else [yaml_type(a, plural) for a in kept]
-        return " or ".join(names + ["null"] * (len(kept) < len(args)))
-    if origin is list:
-        return "list" if args[0] is Any else "list of " + yaml_type(args[0], plural=True)
-    if origin is dict:
-        return "mapping" if args[1] is Any else f"`{{{yaml_type(args[0])}: {yaml_type(args[1])}}}`"
-    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
-        return "mappings" if plural else "mapping"
-    if isinstance(hint, type) and issubclass(hint, pydantic.ByteSize):
-        return "bytes"
-    return "any" if hint is Any else hint.__name__
-
-
-def constrained(text: str, metadata: Any) -> str:
-    """``text`` with pydantic's constraints: ``int > 0``, ``int, 0 to 4294967295``, ``str, not empty``."""
-    bounds = {BOUNDS[type(m)][1]: getattr(m, BOUNDS[type(m)][0]) for m in metadata if type(m) in BOUNDS}
-    if ">=" in bounds and "<=" in bounds:
-        text += f", {bounds.pop('>=')} to {bounds.pop('<=')}"
-    text = " ".join([text, *(f"{op} {value}" for op, value in bounds.items())])
-    if any(isinstance(m, annotated_types.MinLen) and m.min_length == 1 for m in metadata):
-        text += ", not empty"
-    return text
 
 
 def field_default(model: type[pydantic.BaseModel], key: str, field: FieldInfo) -> str:
@@ -101,7 +49,7 @@ def meanings(table: str) -> dict[str, str]:
 def table(model: type[pydantic.BaseModel], previous: str) -> str:
     known = meanings(previous)
     rows = [
-        f"| `{key}` | {constrained(yaml_type(field.annotation), field.metadata)} | {field_default(model, key, field)} | {known.get(key, '')} |\n"
+        f"| `{key}` | {describe_type(field.annotation, metadata=field.metadata)} | {field_default(model, key, field)} | {known.get(key, '')} |\n"
         for key, field in model.model_fields.items()
     ]
     return HEAD + "".join(rows)

@@ -109,7 +109,7 @@ def test_adjustments_for_a_file_larger_than_ram_are_logged_and_can_be_turned_off
 def test_unknown_order_is_a_config_error(tmp_path):
     result = run_cli("core-train", "--config", "configs/ffcv.yaml", "--dry-run", "--set", "data.format.ffcv.order=shuffled")
     assert result.returncode == 2
-    assert "config error at data.format.ffcv.order: 'shuffled' is not valid for option 'order' of format 'ffcv': expected one of 'random', 'quasi_random', 'sequential'" in result.stderr
+    assert "config error at data.format.ffcv.order: 'shuffled' is not valid for option 'order' of format 'ffcv': expected one of random, quasi_random, sequential" in result.stderr
 
 
 def test_convert_digits_then_train_to_the_accuracy_of_the_in_ram_path(tmp_path):

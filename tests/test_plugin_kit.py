@@ -230,7 +230,7 @@ def test_core_plugins_show_gives_each_option_with_type_default_and_doc(capsys, m
                          "option type default doc",
                          "level int (required)",
                          "factor float 2.0 what the stimulus is multiplied by.",
-                         "offset float | None None added after scaling."]
+                         "offset float or null null added after scaling."]
     assert plugins_main(["show", "documented", "--json"]) == 0  # a plugin: all its components
     document = json.loads(capsys.readouterr().out)
     assert document["schema_version"] == 1 and [p["plugin"] for p in document["plugins"]] == ["documented"]

@@ -106,6 +106,8 @@ def _describe(component: Any) -> dict[str, Any]:
 
 
 def _component_text(row: dict[str, Any]) -> str:
+    from core.options import yaml_value
+
     lines = [f"{row['kind']} {row['name']}: plugin {row['plugin']} ({row['distribution']} {row['version']}), "
              f"{row['factory']}"]
     if row["doc"]:
@@ -113,7 +115,7 @@ def _component_text(row: dict[str, Any]) -> str:
     if row["error"]:
         return "\n".join([*lines, f"  unavailable: {row['error']}", ""])
     table = [["option", "type", "default", "doc"]] + [
-        [o["name"], o["type"] or "any", "(required)" if o["required"] else repr(o["default"]), o["doc"]]
+        [o["name"], o["type"] or "any", "(required)" if o["required"] else yaml_value(o["default"]), o["doc"]]
         for o in row["options"]]
     lines += [f"  {line}" for line in _columns(table)] if row["options"] else ["  (no options)"]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,9 @@ def _check_image(name: str, layout: Layout) -> Layout:
 
 
 class RandomFlip(Transform):
-    """Mirror each sample left-right with probability ``p``."""
+    """Mirror each sample left-right with probability ``p``.
+
+    ``p``: the probability that a sample is mirrored, drawn per sample and batch (0 to 1)."""
 
     stages = frozenset({DEVICE})
     train_only = True
@@ -41,7 +43,10 @@ class RandomFlip(Transform):
 
 
 class RandomTranslate(Transform):
-    """Shift each sample by up to ``pixels`` in x and y (zero fill): pad, then a random crop."""
+    """Shift each sample by up to ``pixels`` in x and y (zero fill): pad, then a random crop.
+
+    ``pixels``: the largest shift along each axis, in pixels (>= 0; each shift from -pixels to
+    pixels is equally likely; 0 leaves the batch unchanged)."""
 
     stages = frozenset({DEVICE})
     train_only = True

@@ -24,7 +24,10 @@ class Heartbeat(Callback):
     hangs after. Lines go to ``file`` (appended and flushed line by line; a relative path is
     inside the run directory) or, without it, to the ``core`` logger (stderr in ``core-train``).
     ``every_n_batches``: the hooks of a batch (start, backward, optimizer step, end) only every
-    n-th batch. Reads only Python integers from the trainer: no tensor, no host wait."""
+    n-th batch. Reads only Python integers from the trainer: no tensor, no host wait.
+
+    ``file``: the file the lines are appended to (a relative path is inside the run
+    directory); without it, the ``core`` logger."""
 
     def __init__(self, file: str | None = None, every_n_batches: int = 1) -> None:
         if every_n_batches < 1:

@@ -21,6 +21,15 @@ HEADS = {"coarse": ("coarse_labels", 20), "fine": ("fine_labels", 100)}
 
 
 class Cifar100(DataFormat):
+    """CIFAR-100's Python-version pickles, heads ``coarse`` (20 superclasses) and ``fine`` (100
+    classes); ``test`` is the test pickle, ``val`` a fixed random part of the training one.
+
+    ``root``: the ``cifar-100-python`` folder holding the pickles ``train`` and ``test``.
+    ``val_fraction``: the share of the training samples held out as the ``val`` split, in
+    [0, 1) (0: no validation).
+    ``split_seed``: the seed of the permutation that picks the ``val`` samples (the same seed
+    gives the same split)."""
+
     def __init__(self, root: str, val_fraction: float = 0.1, split_seed: int = 0) -> None:
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")

@@ -43,6 +43,16 @@ def require_samples(root: Path, sizes: dict[str, int], n_train: int, val_fractio
 
 
 class Cifar100MH(DataFormat):
+    """A CIFAR-100-MH folder, one head per parameter of its description; ``test`` is
+    ``test_batch``, ``val`` a fixed random part of ``train_batch``.
+
+    ``root``: the folder holding ``cifar100mh_dataset_info.json``, ``train_batch`` and
+    ``test_batch``.
+    ``val_fraction``: the share of the training records held out as the ``val`` split, in
+    [0, 1) (0: no validation).
+    ``split_seed``: the seed of the permutation that picks the ``val`` records (the same seed
+    gives the same split)."""
+
     def __init__(self, root: str, val_fraction: float = 0.1, split_seed: int = 0) -> None:
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")

@@ -22,6 +22,18 @@ from core import DataError, Sampler
 
 
 class ContrastWeighted(Sampler):
+    """Draws training trials weighted by their ``contrast`` field, from high-contrast trials
+    first to uniform after ``ramp_steps`` optimiser steps.
+
+    ``start_exponent``: the weighting exponent at step 0 (>= 0; larger favours high-contrast
+    trials more, 0 draws uniformly from the start).
+    ``ramp_steps``: the optimiser steps over which the exponent falls to 0, after which every
+    trial is equally likely (>= 1).
+    ``schedule``: how the exponent falls, ``linear`` or ``cosine`` (a half cosine: slow at
+    the start and the end).
+    ``min_contrast``: the floor under each trial's contrast before weighting, in (0, 1], so
+    trials of contrast 0 are still drawn."""
+
     needs = ("contrast",)
 
     def __init__(self, start_exponent: float = 2.0, ramp_steps: int = 1000,

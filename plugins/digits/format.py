@@ -19,6 +19,18 @@ HEAD_CLASSES = {"digit": 10, "parity": 2}
 
 
 class Digits(DataFormat):
+    """scikit-learn's 1,797 handwritten digits as uint8 images, split by a fixed permutation.
+
+    ``image_size``: the side of the square images in pixels (>= 8; above 8, bilinear
+    upsampling).
+    ``channels``: 1 (grey) or 3 (the grey plane repeated).
+    ``heads``: the label heads, ``digit`` (10 classes) and/or ``parity`` (2 classes: 0 even,
+    1 odd).
+    ``val_fraction``: the share of the samples in the ``val`` split (above 0; with
+    ``test_fraction``, the sum must stay below 1).
+    ``test_fraction``: the share of the samples in the ``test`` split (above 0).
+    ``split_seed``: the seed of the permutation that deals the samples to the splits."""
+
     def __init__(
         self,
         image_size: int = 8,

@@ -20,6 +20,37 @@ SPLIT_FILES = {"train": "train.beton", "val": "val.beton", "test": "test.beton"}
 
 
 class FFCVFormat(DataFormat):
+    """.beton files streamed through FFCV's ``Loader``: one image field as ``stim``, integer
+    fields as heads, NDArray fields passed through.
+
+    ``path``: a folder written by ``core-data convert --to ffcv``, or one .beton used for
+    training.
+    ``val_path``: the .beton of the ``val`` split, required when ``path`` is a file (it may be
+    the training file).
+    ``test_path``: the .beton of the ``test`` split, required when ``path`` is a file (it may
+    be the training file).
+    ``order``: the training order, ``random`` (a permutation of (seed, epoch), sharded across
+    ranks), ``sequential`` or ``quasi_random`` (FFCV's page-aware order for files larger than
+    RAM; one process only).
+    ``os_cache``: read the file through the OS page cache (FFCV's ``os_cache``).
+    ``batches_ahead``: the batches FFCV prepares ahead of the one in use (>= 1).
+    ``drop_last``: drop the last, partial training batch (evaluation never drops samples).
+    ``distributed``: shard the samples across ranks when the trainer has several (default);
+    false makes every rank read everything.
+    ``num_workers``: FFCV's decoding threads (>= 1; default: ``data.num_workers``, else every
+    CPU core).
+    ``image_field``: the image field that becomes ``stim`` (default: the file's only RGB image
+    field).
+    ``heads``: the integer fields that are label heads (default: the sidecar's heads, else
+    every integer field).
+    ``auto_adjust``: for a file larger than ``large_fraction`` of the available RAM, adjust
+    the loader (smaller batches, fewer batches ahead, ``quasi_random`` in one process, no OS
+    cache, fewer threads), logging each change.
+    ``large_fraction``: the share of the available RAM above which a file counts as large,
+    in (0, 1].
+    ``large_batch_size``: the largest batch size for a large file when ``auto_adjust`` is on
+    (>= 1)."""
+
     streams = True
 
     def __init__(

@@ -47,13 +47,22 @@ class HDF5Sessions(DataFormat):
         split_seed: int = 0,
         keys: dict[str, str] | None = None,
     ) -> None:
-        """``paths``: session files or globs. ``max_open_files``: open handles per process
-        (least recently used closed first; default one per session, at most
-        ``DEFAULT_MAX_OPEN``: a random batch touches every session, so fewer handles than
-        sessions reopen files every batch). ``rdcc_nbytes``: HDF5 chunk cache per dataset
-        (default: none for uncompressed files, four of the largest chunks for compressed ones).
+        """``paths``: session files or globs. ``mode``: ``memory`` reads the sessions once into
+        the run's storage backend, ``lazy`` reads each batch from disk in the DataLoader
+        workers and keeps nothing in RAM. ``max_open_files``: open handles per process
+        (>= 1; least recently used closed first; default one per session, at most 64
+        (``DEFAULT_MAX_OPEN``): a random batch touches every session, so fewer handles than
+        sessions reopen files every batch). ``rdcc_nbytes``: HDF5 chunk cache per dataset, in
+        bytes (default: none for uncompressed files, four of the largest chunks for compressed ones).
         ``keys``: the file's dataset for each field (``{stim: images, responses: voxels}``) and
-        for the label head (``{<head>: <dataset>}``), where they differ from the defaults."""
+        for the label head (``{<head>: <dataset>}``), where they differ from the defaults.
+
+        ``val_fraction``: the share of each session's trials in the ``val`` split, for files
+        without a ``split`` dataset (>= 0; with ``test_fraction``, the sum must stay below 1).
+        ``test_fraction``: the share of each session's trials in the ``test`` split, for files
+        without a ``split`` dataset (>= 0).
+        ``split_seed``: the seed of each session's permutation (combined with the session's
+        name) that deals its trials to the splits, for files without a ``split`` dataset."""
         if max_open_files is not None and max_open_files < 1:
             raise ValueError(f"max_open_files must be at least 1, not {max_open_files}")
         if rdcc_nbytes is not None and rdcc_nbytes < 0:

@@ -28,6 +28,26 @@ HEAD = "class"
 
 
 class ImageFolder(DataFormat):
+    """``root/<class>/<image>`` folders decoded once to uint8 squares, one head ``class``.
+
+    ``root``: the folder of class folders, or of ``train``, ``val`` and ``test`` folders laid
+    out that way.
+    ``image_size``: the side of the square samples in pixels (>= 1): each image is resized so
+    its shorter side fits, then centre-cropped.
+    ``channels``: 3 (RGB) or 1 (greyscale).
+    ``val_fraction``: the share of the images of ``train`` (or of ``root``, without it) held
+    out as ``val`` when there is no ``val`` folder (>= 0; with ``test_fraction``, the sum
+    must stay below 1).
+    ``test_fraction``: the share of the images of ``train`` (or of ``root``, without it) held
+    out as ``test`` when there is no ``test`` folder (>= 0).
+    ``split_seed``: the seed of the permutation that picks the held-out images.
+    ``workers``: processes that decode the images on the first read (0: in this process;
+    by default, one per CPU core this process may use).
+    ``skip_bad``: leave out image files that cannot be decoded (logged as a warning) instead of
+    stopping with an error naming them.
+    ``cache_dir``: the folder of the decode cache (default: ``.core-cache`` inside ``root``;
+    set it when ``root`` is read-only)."""
+
     def __init__(
         self,
         root: str,

@@ -25,11 +25,16 @@ def mlflow(
 ) -> Any:
     """An MLflow run named after the run directory, in ``experiment_name``.
 
+    ``experiment_name``: the MLflow experiment that holds the run (created if missing).
     ``tracking_uri``: a server (``http://host:5000``) or a store (``file:/path/mlruns``);
     default ``$MLFLOW_TRACKING_URI``, else the file store ``file:<run_dir>/mlruns`` (for a file
-    store, MLflow 3's ``MLFLOW_ALLOW_FILE_STORE`` is set to true unless already set). ``run_id``
-    continues an existing MLflow run (a resumed run otherwise starts a new one).
-    ``log_model``: upload the checkpoints as artifacts at the end of training."""
+    store, MLflow 3's ``MLFLOW_ALLOW_FILE_STORE`` is set to true unless already set).
+    ``tags``: ``{name: value}`` tags set on the MLflow run.
+    ``run_id``: the id of an existing MLflow run to continue (a resumed run otherwise starts a
+    new one).
+    ``log_model``: upload the checkpoints as artifacts at the end of training.
+    ``artifact_location``: where the experiment keeps its artifacts, used only when this run
+    creates the experiment (by default MLflow's place for the tracking store)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"file:{Path(run_dir).resolve() / 'mlruns'}"

@@ -52,7 +52,16 @@ def wandb(
     """A W&B run named after the run directory. ``offline``: write only to ``<run_dir>/wandb``
     (upload later with ``wandb sync``); ``WANDB_MODE=offline`` in the environment does the same.
     ``id`` continues that W&B run (a resumed run otherwise starts a new one). ``log_model``:
-    upload checkpoints as artifacts (``all``: every one), not offline."""
+    upload checkpoints as artifacts (``all``: every one), not offline.
+
+    ``project``: the W&B project the run is logged in.
+    ``entity``: the W&B user or team that owns the project (by default, your W&B default
+    entity).
+    ``group``: a W&B group name that gathers related runs in the W&B interface.
+    ``tags``: tags shown on the W&B run.
+    ``notes``: a description of the run, shown in W&B.
+    ``id``: the id of an existing W&B run to continue (a resumed run otherwise starts a new
+    one)."""
     if offline and log_model:
         raise ValueError(f"log_model {log_model!r} uploads checkpoints, which an offline run cannot do")
     return CoreWandbLogger(

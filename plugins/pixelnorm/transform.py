@@ -8,6 +8,12 @@ from core import DEVICE, PREPARE, Batch, Transform
 
 
 class PixelNorm(Transform):
+    """``(x - mean) / scale`` on the stim (integer stim becomes float32), at preparation or on the device.
+
+    ``mean``: the value subtracted, in the stim's units (127 for uint8 pixels).
+    ``scale``: the divisor applied after subtracting ``mean`` (not 0; 255 maps uint8 pixels to
+    about -0.5 to 0.5)."""
+
     stages = frozenset({PREPARE, DEVICE})
 
     def __init__(self, mean: float = 127.0, scale: float = 255.0) -> None:

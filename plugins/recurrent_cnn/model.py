@@ -19,6 +19,18 @@ RECURRENCE = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 
 
 class RecurrentCNN(nn.Module):
+    """A convolutional encoder per time step, a recurrent layer over the steps and one linear
+    readout per head at every step; takes presentations over time (T, C, H, W).
+
+    ``conv1``: the output channels of the encoder's first 3x3 convolution (>= 1).
+    ``conv2``: the output channels of the encoder's second 3x3 convolution, average-pooled to 2x2 for
+    the recurrent layer (>= 1).
+    ``hidden_size``: the width of the recurrent state the readouts read (>= 1).
+    ``recurrence``: the recurrent layer, ``gru``, ``lstm`` or ``rnn`` (a plain tanh RNN).
+    ``num_layers``: recurrent layers stacked on each other (>= 1).
+    ``loss_on``: the steps the loss sees, ``stimulus`` (those where ``stim_on``), ``all`` or
+    only the ``last``."""
+
     def __init__(
         self,
         meta: DatasetMeta,

@@ -60,6 +60,21 @@ class FactorisedReadout(nn.Module):
 
 
 class SharedCoreReadout(nn.Module):
+    """A convolutional core shared by every dataset and a factorised readout per dataset that
+    predicts its neurons' ``responses``.
+
+    ``channels``: the feature channels of every core layer and of the maps the readouts read
+    (>= 1).
+    ``layers``: the core's convolutional layers (convolution, BatchNorm, ELU; >= 1).
+    ``kernel``: the side of the core's square convolution kernels, odd so the maps keep the
+    stimulus's height and width.
+    ``recurrent``: add a convolutional GRU over the time steps after the core (needs stimuli
+    over time, (T, C, H, W)).
+    ``loss``: ``poisson`` (the negative log-likelihood of the responses under the predicted
+    rates) or ``mse`` (mean squared error).
+    ``pretrained``: a core-train checkpoint whose core (and recurrence) weights are loaded;
+    the readouts start fresh (see docs/plugins/zoo.md)."""
+
     predicts_responses = True
 
     def __init__(

@@ -9,6 +9,15 @@ from core import Batch, DatasetMeta
 
 
 class SimpleCNN(nn.Module):
+    """Two conv blocks (3x3 convolution, BatchNorm, ReLU, 2x2 max pool), a hidden layer, one
+    linear head per dataset head; takes images (C, H, W).
+
+    ``conv1``: the output channels of the first conv block (>= 1).
+    ``conv2``: the output channels of the second conv block, average-pooled to 2x2 for the
+    hidden layer (>= 1).
+    ``fc_hidden``: the width of the hidden layer the heads read (>= 1).
+    ``dropout``: the dropout probability after the hidden layer, in [0, 1) (0: none)."""
+
     def __init__(self, meta: DatasetMeta, conv1: int = 32, conv2: int = 64, fc_hidden: int = 128, dropout: float = 0.0) -> None:
         super().__init__()
         if len(meta.stim_shape) != 3:

@@ -37,9 +37,20 @@ HEAD = "class"
 
 
 class Cifar10(DataFormat):
+    """CIFAR-10's Python-version pickles, one head ``class`` of 10 classes; ``test`` is
+    ``test_batch``, ``val`` a fixed random part of the five training batches."""
+
     def __init__(self, root: str, val_fraction: float = 0.1, split_seed: int = 0, download: bool = False,
                  url: str = URL, checksum: str = MD5) -> None:
-        """``url``: the ``cifar-10-python.tar.gz`` archive; ``checksum``: its md5 or sha256."""
+        """``root``: the ``cifar-10-batches-py`` folder (``download`` writes the batches there).
+        ``val_fraction``: the share of the training samples held out as the ``val`` split, in
+        [0, 1) (0: no validation).
+        ``split_seed``: the seed of the permutation that picks the ``val`` samples (the same
+        seed gives the same split).
+        ``download``: when batches are missing, fetch the archive from ``url``, check it against
+        ``checksum`` and take the batches out of it (a dry run downloads nothing).
+        ``url``: where the ``cifar-10-python.tar.gz`` archive is downloaded from.
+        ``checksum``: the archive's md5 (32 hex digits) or sha256 (64 hex digits)."""
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
         check_checksum(checksum)

@@ -64,8 +64,17 @@ class IdxDataset(DataFormat):
         mirror: str | None = None,
         checksums: dict[str, str] | None = None,
     ) -> None:
-        """``mirror``: the URL the four ``.gz`` files are under (default: the official one);
-        ``checksums``: ``{file name: md5 or sha256}`` replacing the official sums."""
+        """``root``: the folder holding the four IDX files, plain or ``.gz`` (``download``
+        writes them there).
+        ``val_fraction``: the share of the training samples held out as the ``val`` split, in
+        [0, 1) (0: no validation).
+        ``split_seed``: the seed of the permutation that picks the ``val`` samples (the same
+        seed gives the same split).
+        ``download``: fetch the missing files from ``mirror`` and check each against its
+        checksum (a dry run downloads nothing).
+        ``mirror``: the URL the four ``.gz`` files are under (default: the publisher's).
+        ``checksums``: ``{file name: md5 or sha256}`` replacing the official sums of the
+        ``.gz`` files named."""
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
         unknown = sorted(set(checksums or {}) - set(self.release.checksums))
@@ -145,8 +154,12 @@ def same_count(images: Path, n_images: int, labels: Path, n_labels: int) -> None
 
 
 class Mnist(IdxDataset):
+    """MNIST's handwritten digits, uint8 (1, 28, 28), one head ``digit`` of 10 classes."""
+
     release = MNIST
 
 
 class FashionMnist(IdxDataset):
+    """Fashion-MNIST's clothing images, uint8 (1, 28, 28), one head ``class`` of 10 classes."""
+
     release = FASHION_MNIST

@@ -72,14 +72,26 @@ class Schedule(Transform):
 
 
 class Repeat(Schedule):
-    """The image at every step."""
+    """The image at every step.
+
+    ``n_timesteps``: the length T of the presentation, in steps (>= 1).
+    ``void_value``: the stim value of void steps, in the units of the normalised stim (0 is
+    pixelnorm's mid-grey).
+    ``void_label``: the value integer labels take on void steps in their per-step (B, T) form."""
 
     def __init__(self, n_timesteps: int = 20, void_value: float = 0.0, void_label: int = -1) -> None:
         super().__init__(n_timesteps, void_value, void_label)
 
 
 class StimulusDuration(Schedule):
-    """Void for ``intro_duration`` steps, the stimulus for ``stimulus_duration``, void after."""
+    """Void for ``intro_duration`` steps, the stimulus for ``stimulus_duration``, void after.
+
+    ``n_timesteps``: the length T of the presentation, in steps (>= 1; the schedule must fit in it).
+    ``stimulus_duration``: the steps the presentation lasts (>= 1).
+    ``intro_duration``: the void steps before the presentation (>= 0).
+    ``void_value``: the stim value of void steps, in the units of the normalised stim (0 is
+    pixelnorm's mid-grey).
+    ``void_label``: the value integer labels take on void steps in their per-step (B, T) form."""
 
     def __init__(self, n_timesteps: int = 20, stimulus_duration: int = 10, intro_duration: int = 2,
                  void_value: float = 0.0, void_label: int = -1) -> None:
@@ -93,7 +105,15 @@ class StimulusDuration(Schedule):
 
 
 class StimulusInterval(Schedule):
-    """Two presentations of ``stimulus_duration`` steps separated by ``interval_duration`` void steps."""
+    """Two presentations of ``stimulus_duration`` steps separated by ``interval_duration`` void steps.
+
+    ``n_timesteps``: the length T of the presentation, in steps (>= 1; the schedule must fit in it).
+    ``stimulus_duration``: the steps each presentation lasts (>= 1).
+    ``intro_duration``: the void steps before the first presentation (>= 0).
+    ``interval_duration``: the void steps between the two presentations (>= 1).
+    ``void_value``: the stim value of void steps, in the units of the normalised stim (0 is
+    pixelnorm's mid-grey).
+    ``void_label``: the value integer labels take on void steps in their per-step (B, T) form."""
 
     def __init__(self, n_timesteps: int = 20, stimulus_duration: int = 3, intro_duration: int = 2,
                  interval_duration: int = 5, void_value: float = 0.0, void_label: int = -1) -> None:
@@ -110,7 +130,16 @@ class StimulusInterval(Schedule):
 
 class StimulusContrast(StimulusDuration):
     """``stimulus_duration``'s schedule with the stimulus scaled toward ``void_value`` by
-    ``stimulus_contrast`` (1: unchanged, 0: only the void value)."""
+    ``stimulus_contrast`` (1: unchanged, 0: only the void value).
+
+    ``n_timesteps``: the length T of the presentation, in steps (>= 1; the schedule must fit in it).
+    ``stimulus_duration``: the steps the presentation lasts (>= 1).
+    ``intro_duration``: the void steps before the presentation (>= 0).
+    ``stimulus_contrast``: the share of the stimulus's difference from ``void_value`` that is
+    shown, in [0, 1].
+    ``void_value``: the stim value of void steps, in the units of the normalised stim (0 is
+    pixelnorm's mid-grey).
+    ``void_label``: the value integer labels take on void steps in their per-step (B, T) form."""
 
     def __init__(self, n_timesteps: int = 20, stimulus_duration: int = 10, intro_duration: int = 2,
                  stimulus_contrast: float = 1.0, void_value: float = 0.0, void_label: int = -1) -> None:

@@ -38,6 +38,14 @@ def raised_cosines(num: int, length: int) -> torch.Tensor:
 
 
 class TemporalBasis(Transform):
+    """Each pixel's time course filtered by K raised-cosine bumps over its recent lags: a new
+    axis ``K`` before ``T`` (at preparation only).
+
+    ``num_cosine_funcs``: K, the number of bumps and the size of the new axis (>= 1; 1 is a
+    flat window over every lag).
+    ``length``: L, the lags the bumps span, in time steps (>= 2; by default, and at most, the
+    stimulus's T)."""
+
     stages = frozenset({PREPARE})
 
     def __init__(self, num_cosine_funcs: int = 10, length: int | None = None) -> None:

@@ -50,10 +50,23 @@ class WebDatasetFormat(DataFormat):
         keys: dict[str, str] | None = None,
         cache_dir: str | None = None,
     ) -> None:
-        """``shuffle_buffer``: samples held for shuffling when training (0 or 1: shard order only).
+        """``urls``: a folder written by ``core-data convert --to webdataset``, or the training
+        shards (a path, a brace pattern, a glob, a URL, or a list of them).
+        ``val_urls``: the ``val`` shards, in the forms ``urls`` takes (default: the folder's;
+        required when ``urls`` names shards).
+        ``test_urls``: the ``test`` shards, in the forms ``urls`` takes (default: the folder's;
+        required when ``urls`` names shards).
+        ``shuffle_buffer``: samples each worker holds for shuffling when training (>= 0; 0 or 1:
+        shard order only).
         ``resampled``: draw training shards with replacement, endlessly (``epoch_length`` then
-        says how many samples an epoch has per rank). ``num_classes``, ``stim_axes``: for shards
-        without a sidecar (the label's class count; the axes of a stored ``stim.npy``).
+        says how many samples an epoch has per rank).
+        ``epoch_length``: training samples per epoch per rank, repeating the shards or drawing
+        them with ``resampled`` (>= 1; required with ``resampled``).
+        ``handler``: what a bad sample or shard does, ``raise`` an error that names it or
+        ``warn_and_continue`` (skip it, and report the count per split when the epoch ends).
+        ``num_classes``: the class count of the label, for shards without a sidecar (>= 1).
+        ``stim_axes``: the axes of a stored ``stim.npy``, for shards without a sidecar (needed
+        for a 3-axis stim whose first axis is not 1 or 3).
         ``allow_pipe``: let ``pipe:`` URLs run their shell command when the data is read.
         ``sidecar``: a local ``dataset_info.json`` describing the shards (default: the folder's).
         ``keys``: the member holding each field (``{stim: images, responses: voxels}``) and each

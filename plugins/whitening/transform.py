@@ -24,6 +24,14 @@ from core import PREPARE, Batch, Layout, Transform
 
 
 class FFTWhitening(Transform):
+    """Each (H, W) frame's spectrum multiplied by ``r * exp(-(r / f_0) ** n)``: whitened, with
+    the highest frequencies damped and the mean removed (at preparation only).
+
+    ``f_0``: the cut-off frequency of the low-pass envelope, in cycles per pixel (> 0; the
+    frequencies run up to 0.5).
+    ``n``: the exponent of the envelope, its steepness around ``f_0`` (> 0; larger is
+    sharper)."""
+
     stages = frozenset({PREPARE})
 
     def __init__(self, f_0: float = 0.4, n: float = 4.0) -> None:
