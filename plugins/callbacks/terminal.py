@@ -61,7 +61,8 @@ class EpochSummary(Callback):
 class ParameterSummary(RichModelSummary):
     """Lightning's model summary with the parameter columns and totals only (no mode, FLOPs,
     size or module counts); on while
-    ``trainer.enable_model_summary`` is true (in place of Lightning's default summary)."""
+    ``trainer.enable_model_summary`` is true (in place of Lightning's default summary).
+    ``max_depth``: the levels of nested modules the table lists (1: the model's children; -1: all; 0: no table)."""
 
     COLUMNS = (" ", "Name", "Type", "Params", "Params per Device")
 
