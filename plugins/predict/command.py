@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 
 class Predict(Command):
-    """Writes every sample's outputs on a split of a checkpoint's run to HDF5 (default
-    ``<run>/predictions/<split>.h5``): each head's logits, predicted class and label,
-    predicted responses, and with ``--record`` the outputs of the named modules of the model."""
+    """Writes every sample's outputs on ``--split`` (default test), from the checkpoint
+    ``--checkpoint`` names, to HDF5 (``--output``, default ``<run>/predictions/<split>.h5``):
+    each head's logits, predicted class and label, predicted responses, and the outputs of
+    the model's modules ``--record`` names."""
 
     help = "write a checkpoint's per-sample outputs (and --record activations) to HDF5"
     takes_checkpoint = True

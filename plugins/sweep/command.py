@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 
 class Sweep(Command):
-    """Trains and tests one run per combination of the ``--grid`` values (each a run directory
-    ``<output_dir>/<name>-sweep/<name>-NNN``), then writes ``sweep.csv`` and ``sweep.png``;
-    started again, it skips finished runs and resumes interrupted ones."""
+    """Trains and tests one run per combination of the ``--grid KEY.PATH=V1,V2`` values
+    (repeatable; each run a run directory ``<output_dir>/<name>-sweep/<name>-NNN``), then
+    writes ``sweep.csv`` and ``sweep.png``; started again, it skips finished runs and
+    resumes interrupted ones."""
 
     help = "one run per combination of the --grid values, then sweep.csv and sweep.png"
 
