@@ -1,5 +1,6 @@
-"""Evaluate, predict and load a trained run: ``core-train validate|test|predict`` and
-:func:`load_run`, the notebook API.
+"""Evaluate and load a trained run: ``core-train validate|test``, :func:`load_run` (the
+notebook API), and what the ``predict`` plugin builds on (:func:`checkpoint_path`,
+:func:`load_weights`, :func:`evaluator`).
 
 A checkpoint is named by path, or as ``best`` / ``last`` of the run directory (``best``:
 ``checkpoints/best.ckpt``, or with ``checkpoint.save_top_k > 1`` the best of those the
@@ -8,7 +9,6 @@ checkpoint callback kept). Weights load with ``weights_only=True``: a checkpoint
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,6 @@ def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
     from core.config import load_config
     from core.registry import Registry
     from core.resolve import resolve
-    from core.run import build_modules
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -94,10 +93,19 @@ def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
     config = load_config(run_dir / "config.yaml")
     plugins = config.plugins
     resolved = resolve(config, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
+    datamodule, module, path = trained_modules(resolved, run_dir, checkpoint)
+    return LoadedRun(config, resolved, module.eval(), datamodule, path)
+
+
+def trained_modules(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None) -> tuple[Any, Any, Path]:
+    """The run's DataModule and LightningModule, with the weights of the checkpoint
+    ``checkpoint`` names (see :func:`checkpoint_path`), and that checkpoint's path."""
+    from core.run import build_modules
+
     datamodule, module = build_modules(resolved, run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     load_weights(module, path)
-    return LoadedRun(config, resolved, module.eval(), datamodule, path)
+    return datamodule, module, path
 
 
 def evaluator(resolved: ResolvedRun, callbacks: list[Any] = ()) -> Any:
@@ -121,39 +129,8 @@ EVALUATION_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision
 
 def evaluate(resolved: ResolvedRun, stage: str, run_dir: Path, checkpoint: str | None) -> dict[str, float]:
     """``validate`` or ``test`` a checkpoint; the stage's metrics."""
-    from core.run import build_modules
-
-    datamodule, module = build_modules(resolved, run_dir)
-    path = checkpoint_path(run_dir, checkpoint)
-    load_weights(module, path)
+    datamodule, module, _ = trained_modules(resolved, run_dir, checkpoint)
     trainer = evaluator(resolved)
     results = getattr(trainer, stage)(module, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in (results[0] if results else {}).items() if "_acc_step" not in k}
 
-
-def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split: str, record: list[str],
-            output: Path | None) -> Path:
-    """Write every sample's outputs on ``split`` (and the ``record``ed activations) to HDF5."""
-    from core.predict import ActivationRecorder, PredictionWriter
-    from core.run import build_modules
-    from plugins.class_groups.subset import subset_maps
-
-    datamodule, module = build_modules(resolved, run_dir)
-    path = checkpoint_path(run_dir, checkpoint)
-    load_weights(module, path)
-    datamodule.predict_split = split
-    recorder = ActivationRecorder(module.model, record) if record else None
-    target = output or run_dir / "predictions" / f"{split}.h5"
-    classes = {d.meta.name: subset_maps(d.fmt) for d in resolved.datasets}
-    writer = PredictionWriter(target, split, {"checkpoint": str(path), "run": resolved.config.name}, recorder, classes)
-    ok = False
-    try:
-        with warnings.catch_warnings():  # the writer counts samples itself; Lightning's batch indices are not needed
-            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
-            evaluator(resolved, [writer]).predict(module, datamodule=datamodule, return_predictions=False)
-        ok = True
-    finally:
-        writer.close(ok)
-        if recorder is not None:
-            recorder.remove()
-    return target

@@ -222,3 +222,26 @@ def core_callbacks() -> Factories:
 
     Used in a run as ``callbacks: [lr_monitor, {early_stopping: {patience: 5}}]``.
     """
+
+
+@hookspec
+def core_commands() -> Factories:
+    """Return the ``core-train`` subcommands this plugin provides, ``{name: factory}``.
+
+    A command is a verb of ``core-train`` beside its own ``fit``, ``validate`` and ``test``
+    (``core-train NAME --config run.yaml ...``). The factory takes no arguments and returns
+    a :class:`core.Command`: its help line, its flags, and what it does with the parsed
+    arguments and the run's config.
+
+    Called once when the registry loads; every factory is imported and called each time
+    ``core-train`` starts (its flags are part of the command line), so the module it names
+    must import nothing heavy: import torch and friends in ``run``.
+
+    Example::
+
+        @hookimpl
+        def core_commands():
+            return {"predict": "plugins.predict.command:Predict"}
+
+    Used as ``core-train predict --config run.yaml --split val``.
+    """

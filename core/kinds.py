@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
+    import argparse
     from pathlib import Path
 
     import numpy as np
     import torch
+
+    from core.config import RunConfig
+    from core.registry import Registry
 
 Batch = dict[str, Any]
 """A batch: a dict of tensors; ``stim`` (B, C, H, W), one integer label per head, masks."""
@@ -363,6 +367,32 @@ class DatasetTool(ABC):
 
     @abstractmethod
     def validate(self, path: Path) -> list[str]: ...
+
+
+class Command(ABC):
+    """Kind ``command``: a subcommand of ``core-train`` (``core-train NAME --config run.yaml``).
+
+    ``help`` is its line in ``core-train --help``. ``add_arguments`` adds its flags to an
+    argument group titled with its name; every command's flags are parsed whichever command
+    is given, so ``check`` runs for each of them before the run starts (``chosen``: whether
+    this one was given) and refuses its flags given without it. ``run`` does the work and
+    returns the exit status. ``takes_checkpoint``: ``--checkpoint`` goes with it (it
+    evaluates a trained run; it calls :func:`core.cli.train.prepare` first, as ``validate``
+    and ``test`` do).
+    """
+
+    help: ClassVar[str] = ""
+    takes_checkpoint: ClassVar[bool] = False
+
+    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+        """Add this command's flags with ``group.add_argument`` (default: none)."""
+
+    def check(self, args: argparse.Namespace, chosen: bool) -> None:
+        """Raise :class:`core.ConfigError` for a misuse of this command's flags (default: none)."""
+
+    @abstractmethod
+    def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
+        """Do the command for the run ``config`` describes; ``registry`` holds the plugins it selects."""
 
 
 class Model(Protocol):

@@ -36,6 +36,7 @@ KINDS: dict[str, str] = {
     "tool": "core_data_tools",
     "logger": "core_loggers",
     "callback": "core_callbacks",
+    "command": "core_commands",
 }
 HOOK_NAMES = tuple(KINDS.values())
 

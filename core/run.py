@@ -241,11 +241,10 @@ def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str)
     if sweep is None:
         raise ConfigError("experiment", "--experiment-only needs an experiment section in the config",
                           fix="add experiment: {parameter: <transform>.<option>, values: [...]}")
-    from core.evaluate import checkpoint_path, load_weights
+    from core.evaluate import trained_modules
 
     run_dir = run_dir_of(resolved.config)
-    datamodule, module = build_modules(resolved, run_dir)
-    load_weights(module, checkpoint_path(run_dir, checkpoint))
+    datamodule, module, _ = trained_modules(resolved, run_dir, checkpoint)
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = run_sweep(sweep, module, datamodule, resolved.config.trainer, run_dir)
     peaks: dict[str, float] = {}

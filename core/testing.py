@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # where a run names each kind: a checked component's errors give the path a run's would
 PATHS = {"format": "data.format", "storage": "data.storage", "transform": "data.transforms.0", "sampler": "data.sampler",
-         "model": "model", "logger": "logging.0", "callback": "callbacks.0", "tool": "--to"}
+         "model": "model", "logger": "logging.0", "callback": "callbacks.0", "tool": "--to", "command": "command"}
 # run_config's additions to a config (each one the config sets wins): a few steps on the CPU
 RUN_DEFAULTS = {"name": "test", "logging": ["csv"], "callbacks": []}
 TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 2,

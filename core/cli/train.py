@@ -1,29 +1,45 @@
-"""``core-train [fit|validate|test|predict] --config run.yaml``: train, evaluate or predict
-with a model described by one YAML file.
+"""``core-train [fit|validate|test|COMMAND] --config run.yaml``: train or evaluate a model
+described by one YAML file.
 
 Without a subcommand the run is trained and its best checkpoint tested (``fit`` alone
-trains). ``validate``, ``test`` and ``predict`` load a checkpoint (``--checkpoint PATH``,
-``best`` or ``last`` of the run directory; default ``best``) and write nothing into the
-run's metrics; ``predict`` writes per-sample outputs to HDF5 (default
-``<run>/predictions/<split>.h5``). ``sweep`` trains one run per combination of the
-``--grid`` values and compares them (``<output_dir>/<name>-sweep/sweep.csv``).
+trains). ``validate`` and ``test`` load a checkpoint (``--checkpoint PATH``, ``best`` or
+``last`` of the run directory; default ``best``) and write nothing into the run's metrics.
+The other subcommands come from plugins (hook ``core_commands``; ``core-plugins`` lists
+them), with their own flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.cli import cli
 
-COMMANDS = ("fit", "validate", "test", "predict", "sweep")
+if TYPE_CHECKING:
+    from core.config import RunConfig
+    from core.experiment import Sweep
+    from core.kinds import Command
+    from core.registry import Registry
+    from core.resolve import ResolvedRun
+
+OWN = {"fit": "train the run (the default trains, then tests)", "validate": "evaluate a checkpoint on the validation split",
+       "test": "evaluate a checkpoint on the test split"}
+log = logging.getLogger("core")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="core-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", choices=COMMANDS,
-                   help="fit, validate, test, predict or sweep (default: fit, then test)")
+def parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
+    """core-train's own flags, and each command's in a group of its own."""
+    verbs = {**OWN, **{name: command.help for name, command in commands.items()}}
+    width = max(map(len, verbs))
+    epilog = "commands:\n" + "\n".join(f"  {name.ljust(width)}  {text}" for name, text in verbs.items())
+    p = argparse.ArgumentParser(prog="core-train", description=__doc__, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", metavar="{" + ",".join(verbs) + "}",
+                   help=f"{', '.join(verbs)} (default: fit, then test)")
     p.add_argument("--config", required=True, help="the run's YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config key, e.g. --set data.batch_size=32 (repeatable)")
@@ -31,57 +47,114 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve and validate everything, load no data")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="start again in a run directory that holds a run")
-    p.add_argument("--checkpoint", metavar="PATH", help="validate/test/predict/--experiment-only: the checkpoint "
-                   "(a path, or best / last of the run directory; default best)")
+    p.add_argument("--checkpoint", metavar="PATH", help=f"{'/'.join(_evaluators(commands))}/--experiment-only: the "
+                   "checkpoint (a path, or best / last of the run directory; default best)")
     p.add_argument("--experiment-only", action="store_true", help="run the config's experiment sweep from --checkpoint, no training")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="predict: the split (default test)")
-    p.add_argument("--record", default="", metavar="NAME,...", help="predict: also write these modules' activations")
-    p.add_argument("--output", metavar="FILE", help="predict: the HDF5 file (default <run>/predictions/<split>.h5)")
-    p.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2",
-                   help="sweep: the values of one key (repeatable; every combination is a run)")
+    for name, command in commands.items():
+        command.add_arguments(p.add_argument_group(name, command.help))
     return p
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from core.config import load_config, to_yaml
-
-    _check_flags(args)
-    config = load_config(args.config, args.overrides)
-    if args.command == "sweep":
-        return _sweep(args, config)
-    if args.print_config:
-        sys.stdout.write(to_yaml(config))
-        return 0
-    return _run(args, config)
+    argv = sys.argv[1:] if argv is None else argv
+    config, registry = _load(argv)
+    commands = _commands(registry)
+    args = parser(commands).parse_args(argv)
+    command = _command(args.command, commands, registry)
+    _check_flags(args, commands)
+    if command is not None:
+        return command.run(args, config, registry)
+    return _run(args, config, registry)
 
 
-def _check_flags(args: argparse.Namespace) -> None:
-    """Flags that only make sense together (or with one subcommand)."""
+def _load(argv: list[str]) -> tuple[RunConfig | None, Registry]:
+    """The run's config and the plugins it selects, read before the command line is parsed:
+    the commands and their flags come from those plugins (without ``--config``: every plugin)."""
+    from core.config import load_config
+    from core.registry import Registry
+
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument("--config")
+    early.add_argument("--set", dest="overrides", action="append", default=[])
+    try:
+        known = early.parse_known_args(argv)[0]
+    except argparse.ArgumentError:  # e.g. --config without a value: the full parser says so
+        known = argparse.Namespace(config=None)
+    if known.config is None:
+        return None, Registry.load()
+    config = load_config(known.config, known.overrides)
+    plugins = config.plugins
+    return config, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require)
+
+
+def _commands(registry: Registry) -> dict[str, Command]:
+    """The plugins' commands; one that cannot load is left out with a warning (the others still run)."""
+    from core.errors import CoreError
+
+    found = {}
+    for name, component in registry.components["command"].items():
+        if name in OWN:
+            log.warning("%s provides the command '%s', which is core-train's own: left out", component.plugin.origin, name)
+            continue
+        try:
+            found[name] = component.resolve()()
+        except (CoreError, ImportError) as exc:  # a plugin's bug, or PluginUnavailable (a missing dependency)
+            log.warning("core-train %s is unavailable: %s", name, exc)
+    return found
+
+
+def _command(name: str | None, commands: Mapping[str, Command], registry: Registry) -> Command | None:
+    """The plugin command ``name`` (None for core-train's own); a name no loaded plugin provides
+    is an error that names the plugins that may (disabled, not selected, failed)."""
+    from core.errors import PluginError
+
+    if name is None or name in OWN:
+        return None
+    if name not in commands:
+        registry.get("command", name, "command")
+        raise PluginError(f"core-train {name} failed to load: see the warning above")
+    return commands[name]
+
+
+def _evaluators(commands: Mapping[str, Command]) -> list[str]:
+    return ["validate", "test", *(name for name, command in commands.items() if command.takes_checkpoint)]
+
+
+def _check_flags(args: argparse.Namespace, commands: Mapping[str, Command]) -> None:
+    """Flags that only make sense together (or with one subcommand); each command checks its own."""
     from core.errors import ConfigError
 
     if args.experiment_only and not args.checkpoint:
         raise ConfigError("", "--experiment-only evaluates a checkpoint: give it with --checkpoint",
                           fix="evaluate a checkpoint with both; continue training with --resume")
-    if args.checkpoint and not (args.experiment_only or args.command in ("validate", "test", "predict")):
-        raise ConfigError("", "--checkpoint names what validate, test, predict or --experiment-only evaluates",
+    evaluators = _evaluators(commands)
+    if args.checkpoint and not (args.experiment_only or args.command in evaluators):
+        raise ConfigError("", f"--checkpoint names what {', '.join(evaluators)} or --experiment-only evaluates",
                           fix="continue training with --resume; evaluate with core-train test --checkpoint PATH")
-    if (args.record or args.output) and args.command != "predict":
-        raise ConfigError("", "--record and --output go with core-train predict", fix="core-train predict --config ... --record NAME")
-    if bool(args.grid) != (args.command == "sweep"):
-        raise ConfigError("--grid", "core-train sweep and --grid go together",
-                          fix="core-train sweep --config run.yaml --grid optim.lr=1e-3,3e-3")
+    for name, command in commands.items():
+        command.check(args, args.command == name)
 
 
-def _run(args: argparse.Namespace, config: object) -> int:
-    """Resolve the config, then dry-run, evaluate, or train (and test) it."""
+def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> tuple[ResolvedRun, Sweep | None] | None:
+    """What training and every evaluation of the run share: ``--print-config``, resolving
+    the config, ``--dry-run``, the accelerator and memory checks, ``--experiment-only``.
+    Returns the resolved run and its experiment sweep (None without ``experiment:``), or
+    None when a flag has done all there is to do (exit 0). A command that evaluates the run
+    (``predict``) calls it first::
+
+        prepared = prepare(args, config, registry)
+        if prepared is None:
+            return 0
+        resolved, _ = prepared
+    """
+    from core.config import to_yaml
     from core.errors import ConfigError
-    from core.registry import Registry
     from core.resolve import check_accelerator, resolve
 
-    plugins = config.plugins
-    registry = Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require)
+    if args.print_config:
+        sys.stdout.write(to_yaml(config))
+        return None
     if not args.dry_run:
         import lightning
 
@@ -99,21 +172,31 @@ def _run(args: argparse.Namespace, config: object) -> int:
         try:  # the machine a config is checked on often lacks the GPU it will train on: a warning only
             check_accelerator(config.trainer)
         except ConfigError as exc:
-            import logging
-
-            logging.getLogger("core").warning("%s\n  (a run on this machine stops with this error)", exc)
-        return 0
+            log.warning("%s\n  (a run on this machine stops with this error)", exc)
+        return None
 
     from core.memory import check_fits
-    from core.report import print_run_summary, print_test_results
-    from core.run import experiment_only, fit_and_test, prepare_run_dir, run_dir_of
+    from core.report import print_test_results
+    from core.run import experiment_only, run_dir_of
 
     check_accelerator(config.trainer)
     check_fits(resolved.memory)
     if args.experiment_only:
         print_test_results(experiment_only(resolved, sweep, args.checkpoint), run_dir_of(config))
+        return None
+    return resolved, sweep
+
+
+def _run(args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
+    """Train (and test) the run, or validate / test a checkpoint of it."""
+    prepared = prepare(args, config, registry)
+    if prepared is None:
         return 0
-    if args.command in ("validate", "test", "predict"):
+    resolved, sweep = prepared
+    from core.report import print_run_summary
+    from core.run import fit_and_test, prepare_run_dir, run_dir_of
+
+    if args.command in ("validate", "test"):
         return _evaluate(args, resolved, run_dir_of(config))
     from core.paths import check_output_dir
 
@@ -124,45 +207,10 @@ def _run(args: argparse.Namespace, config: object) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace, config: object) -> int:
-    """Every combination's config is checked before the first run starts."""
-    import lightning
-
-    from core.config import load_config
-    from core.memory import check_fits
-    from core.paths import check_output_dir
-    from core.registry import Registry
-    from core.resolve import check_accelerator, resolve
-    from core.run import fit_and_test, prepare_run_dir
-    from core.sweep import combinations, parse_grid, run_sweep_grid
-
-    axes = parse_grid(args.grid)
-    for values in combinations(axes):
-        check_accelerator(load_config(args.config, args.overrides + [f"{k}={v}" for k, v in values.items()]).trainer)
-    check_output_dir(config.model_copy(update={"name": f"{config.name}-sweep"}))  # the sweep's folder
-
-    def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
-        run = load_config(args.config, args.overrides + overrides)
-        plugins = run.plugins
-        lightning.seed_everything(run.seed, workers=True, verbose=False)
-        resolved = resolve(run, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
-        check_fits(resolved.memory)
-        return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume), resume=resume)
-
-    folder = run_sweep_grid(config, axes, train)
-    print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
-    return 0
-
-
-def _evaluate(args: argparse.Namespace, resolved: object, run_dir: Path) -> int:
-    from core.evaluate import checkpoint_path, evaluate, predict
+def _evaluate(args: argparse.Namespace, resolved: ResolvedRun, run_dir: Path) -> int:
+    from core.evaluate import checkpoint_path, evaluate
     from core.report import print_test_results
 
-    if args.command == "predict":
-        record = [name.strip() for name in args.record.split(",") if name.strip()]
-        path = predict(resolved, run_dir, args.checkpoint, args.split, record, Path(args.output) if args.output else None)
-        print(f"predictions: {path}")
-        return 0
     print(f"checkpoint: {checkpoint_path(run_dir, args.checkpoint)}")
     print_test_results(evaluate(resolved, args.command, run_dir, args.checkpoint), run_dir)
     return 0

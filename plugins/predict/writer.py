@@ -1,4 +1,5 @@
-"""``core-train predict``: per-sample outputs of a checkpoint, written to HDF5 batch by batch.
+"""``core-train predict``: per-sample outputs of a checkpoint, written to HDF5 batch by batch
+(:func:`predict`).
 
 The file holds one group per dataset with, for every sample of the split in order:
 ``index`` (the sample's position in the split), each head's ``<head>/logits``,
@@ -18,6 +19,7 @@ Attributes: ``split``, ``checkpoint``, ``run``.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,10 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from core.errors import ConfigError, did_you_mean
+from core.evaluate import evaluator, trained_modules
+from core.resolve import ResolvedRun
 from plugins.class_groups.maps import ClassMap
+from plugins.class_groups.subset import subset_maps
 
 
 class ActivationRecorder:
@@ -155,3 +160,25 @@ def _append(group: Any, key: str, value: torch.Tensor | np.ndarray) -> None:
     start = dataset.shape[0]
     dataset.resize(start + len(array), axis=0)
     dataset[start:] = array
+
+
+def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split: str, record: list[str],
+            output: Path | None) -> Path:
+    """Write every sample's outputs on ``split`` (and the ``record``ed activations) to HDF5."""
+    datamodule, module, path = trained_modules(resolved, run_dir, checkpoint)
+    datamodule.predict_split = split
+    recorder = ActivationRecorder(module.model, record) if record else None
+    target = output or run_dir / "predictions" / f"{split}.h5"
+    classes = {d.meta.name: subset_maps(d.fmt) for d in resolved.datasets}
+    writer = PredictionWriter(target, split, {"checkpoint": str(path), "run": resolved.config.name}, recorder, classes)
+    ok = False
+    try:
+        with warnings.catch_warnings():  # the writer counts samples itself; Lightning's batch indices are not needed
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            evaluator(resolved, [writer]).predict(module, datamodule=datamodule, return_predictions=False)
+        ok = True
+    finally:
+        writer.close(ok)
+        if recorder is not None:
+            recorder.remove()
+    return target

@@ -1,4 +1,5 @@
-"""``core-train sweep``: one run per combination of ``--grid`` values, then a comparison.
+"""``core-train sweep`` (:mod:`plugins.sweep.command`): one run per combination of ``--grid``
+values, then a comparison.
 
 ``--grid optim.lr=1e-3,3e-3 --grid model.simple_cnn.conv1=16,32`` gives four runs, each a
 normal run directory ``<output_dir>/<name>-sweep/<name>-NNN`` (the config with that

@@ -1,0 +1,51 @@
+"""``core-train predict --config run.yaml [--split S] [--record NAME,...] [--output FILE]``.
+
+Imports nothing heavy: ``core-train`` builds every command when it starts; the writer
+(:mod:`plugins.predict.writer`, torch and h5py) loads only when predictions are made.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import ConfigError
+from core.kinds import Command
+
+if TYPE_CHECKING:
+    from core.config import RunConfig
+    from core.registry import Registry
+
+
+class Predict(Command):
+    """Writes every sample's outputs on ``--split`` (default test), from the checkpoint
+    ``--checkpoint`` names, to HDF5 (``--output``, default ``<run>/predictions/<split>.h5``):
+    each head's logits, predicted class and label, predicted responses, and the outputs of
+    the model's modules ``--record`` names."""
+
+    help = "write a checkpoint's per-sample outputs (and --record activations) to HDF5"
+    takes_checkpoint = True
+
+    def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--split", choices=("train", "val", "test"), default="test", help="the split (default test)")
+        group.add_argument("--record", default="", metavar="NAME,...", help="also write these modules' activations")
+        group.add_argument("--output", metavar="FILE", help="the HDF5 file (default <run>/predictions/<split>.h5)")
+
+    def check(self, args: argparse.Namespace, chosen: bool) -> None:
+        if (args.record or args.output) and not chosen:
+            raise ConfigError("", "--record and --output go with core-train predict", fix="core-train predict --config ... --record NAME")
+
+    def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
+        from core.cli.train import prepare
+        from core.run import run_dir_of
+        from plugins.predict.writer import predict
+
+        prepared = prepare(args, config, registry)
+        if prepared is None:
+            return 0
+        record = [name.strip() for name in args.record.split(",") if name.strip()]
+        path = predict(prepared[0], run_dir_of(config), args.checkpoint, args.split, record,
+                       Path(args.output) if args.output else None)
+        print(f"predictions: {path}")
+        return 0

@@ -1,0 +1,84 @@
+"""Subcommands of core-train from plugins (kind ``command``): help, flags, dispatch, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from core.cli import train as train_cli
+from core.cli.plugins import main as plugins_main
+from tests.conftest import ROOT, SMALL_RUN, run_cli
+
+GREET = """
+    import argparse
+
+    from core import Command, ConfigError, hookimpl
+
+
+    class Greet(Command):
+        help = "print a greeting for the run"
+
+        def add_arguments(self, group: argparse._ArgumentGroup) -> None:
+            group.add_argument("--greeting", default="", help="the words")
+
+        def check(self, args: argparse.Namespace, chosen: bool) -> None:
+            if args.greeting and not chosen:
+                raise ConfigError("--greeting", "--greeting goes with core-train greet")
+
+        def run(self, args, config, registry) -> int:
+            print(f"{args.greeting or 'hello'} {config.name}, {len(registry.components['model'])} models")
+            return 0
+
+
+    @hookimpl
+    def core_commands():
+        return {"greet": Greet, "broken": "greet_plugin:Missing"}
+"""
+
+
+def test_help_lists_every_command_and_each_commands_flags(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "sweep"):
+        assert f"\n  {command} " in out, out
+    for flag in ("--split", "--record", "--output", "--grid", "--checkpoint"):
+        assert flag in out
+
+
+def test_a_third_party_command_runs_with_its_flags_and_checks_their_use(capsys, write_config, make_plugin_dist):
+    make_plugin_dist("greet", GREET)
+    path = str(write_config(SMALL_RUN))
+    assert train_cli.main(["greet", "--config", path, "--greeting", "hi"]) == 0
+    captured = capsys.readouterr()
+    assert "hi small, " in captured.out
+    assert "WARNING: core-train broken is unavailable" in captured.err and "greet_plugin:Missing" in captured.err
+    assert train_cli.main(["fit", "--config", path, "--greeting", "hi"]) == 2
+    assert "config error at --greeting: --greeting goes with core-train greet" in capsys.readouterr().err
+    assert train_cli.main(["broken", "--config", path]) == 2
+    assert "core-train broken failed to load: see the warning above" in capsys.readouterr().err
+    assert plugins_main(["show", "greet"]) == 0
+    assert "command greet: plugin greet (greet 0.1)" in capsys.readouterr().out
+
+
+def test_a_command_of_a_disabled_plugin_says_why_it_is_missing(capsys, write_config):
+    path = str(write_config(SMALL_RUN))
+    assert train_cli.main(["predict", "--config", path, "--set", "plugins.disable=[predict]"]) == 2
+    err = capsys.readouterr().err
+    assert "config error at command: no command named 'predict'" in err
+    assert "plugin 'predict' (core-train 0.1.0) is disabled by plugins.disable" in err
+
+
+def test_core_plugins_lists_the_built_in_commands_and_building_them_imports_no_torch():
+    listing = run_cli("core-plugins", "--json")
+    rows = {row["plugin"]: row["components"] for row in json.loads(listing.stdout)["plugins"]}
+    assert rows["predict"] == {"command": ["predict"]} and rows["sweep"] == {"command": ["sweep"]}
+    code = ("import sys\nfrom core.cli import train\n"
+            "train.main(['--config', 'configs/quickstart.yaml', '--print-config'])\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'h5py') if m in sys.modules))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert run.stdout.splitlines()[-1] == "[]", run.stdout
