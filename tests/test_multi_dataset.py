@@ -150,7 +150,7 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
                    "size=16", "--option", "neurons=25", str(other)).returncode == 0
     moved = tmp_path / "moved.yaml"
     moved.write_text(path.read_text().replace(str(data), str(other)))
-    refused = run_main("core-train", "--config", moved, "--resume", "--set", "name=multi")
+    refused = run_cli("core-train", "--config", moved, "--resume", "--set", "name=multi")
     assert refused.returncode == 2 and "config error at datasets: --resume continues the run as it was trained" in refused.stderr
     for session in other.glob("*.h5"):  # the same paths, other contents
         shutil.copy(session, data / session.name)
