@@ -9,6 +9,7 @@ import textwrap
 import h5py
 import pytest
 import torch
+import yaml
 
 import core
 from core.cli.train import main as core_train
@@ -143,3 +144,20 @@ def test_a_sweep_runs_each_combination_compares_them_and_resumes(tmp_path, capsy
     assert "config error at --grid: 'optim.lr' is not of the form key.path=value,value" in capsys.readouterr().err
     assert core_train(["sweep", "--config", str(config), "--grid", "optim.lr=fast"]) == 2
     assert "optim.lr: 'fast' is not valid" in capsys.readouterr().err
+
+
+def test_a_sweep_checks_every_combination_first_and_its_dry_run_trains_nothing(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
+    base = ["sweep", "--config", str(config), "--grid", "data.batch_size=32,64"]
+    assert core_train([*base, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "# sweep run 000: data.batch_size=32" in out and "# sweep run 001: data.batch_size=64" in out
+    assert not (tmp_path / "runs").exists()
+    assert core_train([*base, "--print-config"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["data"]["batch_size"] for d in documents] == [32, 64]
+    # the second combination is refused before the first one trains
+    assert core_train(["sweep", "--config", str(config), "--grid", "data.batch_size=32,0"]) == 2
+    assert "data.batch_size" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -36,31 +36,44 @@ class Sweep(Command):
                               fix="core-train sweep --config run.yaml --grid optim.lr=1e-3,3e-3")
 
     def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
-        """Every combination's config is checked before the first run starts; each run loads
-        the plugins its own config selects (``registry`` is the base config's)."""
+        """Every combination is resolved and checked (accelerator, memory) before the first run
+        starts; ``--dry-run`` and ``--print-config`` show each combination and train nothing.
+        Each run loads the plugins its own config selects (``registry`` is the base config's)."""
         import lightning
 
+        from core.cli.train import prepare
         from core.config import load_config
-        from core.memory import check_fits
         from core.paths import check_output_dir
-        from core.registry import Registry
-        from core.resolve import check_accelerator, resolve
+        from core.resolve import resolve
         from core.run import fit_and_test, prepare_run_dir
-        from plugins.sweep.grid import combinations, parse_grid, run_sweep_grid
+        from plugins.sweep.grid import combinations, grid_overrides, parse_grid, run_sweep_grid
 
         axes = parse_grid(args.grid)
-        for values in combinations(axes):
-            check_accelerator(load_config(args.config, args.overrides + [f"{k}={v}" for k, v in values.items()]).trainer)
+        for index, values in enumerate(combinations(axes)):
+            if args.dry_run or args.print_config:
+                separator = "---\n" if index and args.print_config else ""  # one YAML document per run
+                print(f"{separator}# sweep run {index:03d}: " + ", ".join(f"{k}={v}" for k, v in values.items()),
+                      flush=True)
+            run = load_config(args.config, args.overrides + grid_overrides(values))
+            prepare(args, run, _registry(run))
+        if args.dry_run or args.print_config:
+            return 0
         check_output_dir(config.model_copy(update={"name": f"{config.name}-sweep"}))  # the sweep's folder
 
         def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
             run = load_config(args.config, args.overrides + overrides)
-            plugins = run.plugins
             lightning.seed_everything(run.seed, workers=True, verbose=False)
-            resolved = resolve(run, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
-            check_fits(resolved.memory)
+            resolved = resolve(run, _registry(run))
             return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume), resume=resume)
 
         folder = run_sweep_grid(config, axes, train)
         print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
         return 0
+
+
+def _registry(run: RunConfig) -> Registry:
+    """The plugins ``run``'s config selects."""
+    from core.registry import Registry
+
+    plugins = run.plugins
+    return Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require)

@@ -46,6 +46,11 @@ def combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
+def grid_overrides(values: dict[str, Any]) -> list[str]:
+    """One combination as ``--set`` overrides (each value as JSON, which YAML reads back as it was)."""
+    return [f"{key}={json.dumps(value)}" for key, value in values.items()]
+
+
 def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[[list[str], Path, bool], dict[str, float]]
                    ) -> Path:
     """Run every combination (``train(overrides, run_dir, resume)`` trains and tests one run)
@@ -57,8 +62,7 @@ def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[
         name = f"{base.name}-{index:03d}"
         run_dir, done = folder / name, folder / name / "result.json"
         if not done.is_file():
-            overrides = [f"{key}={json.dumps(value)}" for key, value in values.items()]
-            overrides += [f"name={name}", f"output_dir={folder}"]
+            overrides = grid_overrides(values) + [f"name={name}", f"output_dir={folder}"]
             resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
             test = train(overrides, run_dir, resume)
             write_atomic(done, json.dumps({"run": name, "values": values, "test": test}, indent=2) + "\n")
