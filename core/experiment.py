@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from core.config import component
 from core.errors import ConfigError, choices_text, did_you_mean
+from core.files import replaced, write_atomic
 from core.kinds import Step, Transform, layouts
 from core.resolve import ResolvedRun, check
 
@@ -111,10 +113,11 @@ def _rows(value: Any, results: dict[str, float]) -> list[dict[str, Any]]:
 
 
 def _write(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["value", "timestep", "head", "accuracy"])
-        writer.writeheader()
-        writer.writerows(rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["value", "timestep", "head", "accuracy"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, out.getvalue())
 
 
 def _spans(window: list[bool]) -> list[tuple[int, int]]:
@@ -176,5 +179,6 @@ def _plot(rows: list[dict[str, Any]], parameter: str, path: Path, windows: list[
     import matplotlib.pyplot as plt
 
     fig = experiment_figure(rows, parameter, windows, classes)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with replaced(path) as partial:
+        fig.savefig(partial, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)

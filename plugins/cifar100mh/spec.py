@@ -14,6 +14,7 @@ from typing import Any
 import pydantic
 
 from core import DataError
+from core.files import write_atomic
 
 INFO_FILE = "cifar100mh_dataset_info.json"
 BATCH_FILES = {"train": "train_batch", "test": "test_batch"}
@@ -96,4 +97,4 @@ def read_info(root: Path) -> DatasetInfo:
 
 
 def write_info(root: Path, info: DatasetInfo) -> None:
-    (Path(root) / INFO_FILE).write_text(json.dumps(info.model_dump(), indent=2) + "\n")
+    write_atomic(Path(root) / INFO_FILE, json.dumps(info.model_dump(), indent=2) + "\n")

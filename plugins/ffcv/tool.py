@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core import SPLITS, DataError, DataFormat, DatasetTool, Split
+from core.files import write_atomic
 from plugins.ffcv.beton import SIDECAR, Beton, read_beton, read_sidecar
 
 BETON = "{split}.beton"
@@ -67,8 +68,8 @@ class FFCVTool(DatasetTool):
             DatasetWriter(str(out / BETON.format(split=split)), fields, num_workers=num_workers).from_indexed_dataset(
                 _Samples(data, heads, arrays))
             sizes[split] = len(data)
-        (out / SIDECAR).write_text(json.dumps({"dataset_name": meta.name, "image_field": "stim", "heads": meta.heads,
-                                               "split_sizes": sizes, "write_mode": write_mode}, indent=2) + "\n")
+        write_atomic(out / SIDECAR, json.dumps({"dataset_name": meta.name, "image_field": "stim", "heads": meta.heads,
+                                                "split_sizes": sizes, "write_mode": write_mode}, indent=2) + "\n")
 
     def _files(self, path: Path) -> list[Path]:
         path = Path(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core import SPLITS, DataError
+from core.files import write_atomic
 
 SIDECAR = "dataset_info.json"
 
@@ -50,7 +51,7 @@ class Sidecar:
 
 
 def write_sidecar(folder: Path, sidecar: Sidecar) -> None:
-    (Path(folder) / SIDECAR).write_text(json.dumps(sidecar.to_json(), indent=2) + "\n")
+    write_atomic(Path(folder) / SIDECAR, json.dumps(sidecar.to_json(), indent=2) + "\n")
 
 
 def read_sidecar(folder: Path) -> Sidecar | None:
