@@ -43,8 +43,8 @@ Rows (``--rows`` selects them by the name in brackets):
       the checkpoint callbacks write ``last.ckpt`` after each epoch's timer has stopped.
       Everything else of a real run is timed with it: the loss and accuracy logged per step,
       the sampler clock callback, the DataLoader over the in-RAM uint8 tensors, the copy to
-      the device, the storage's ``finish`` and the device-stage transforms, and core's
-      ``EpochSummary`` line at the epoch's end (its output is swallowed here).
+      the device, the storage's ``finish`` and the device-stage transforms, and the
+      ``epoch_summary`` callback's line at the epoch's end (its output is swallowed here).
   core-train device (``core-train-device``)
       The same with ``data.placement: device``: the uint8 tensors move to the accelerator
       once, batches are gathered there.
@@ -441,7 +441,7 @@ def core_train_row(setup: Setup, data: Data, width: dict[str, int], placement: s
         timer = epoch_timer(setup.sync)
         trainer, datamodule, module, _best = build_trainer(resolved, run_dir, extra_callbacks=[timer])
         graphs = _compiled_graphs()
-        with contextlib.redirect_stdout(io.StringIO()):  # core's EpochSummary prints a line per epoch
+        with contextlib.redirect_stdout(io.StringIO()):  # the epoch_summary callback prints a line per epoch
             trainer.fit(module, datamodule=datamodule)
         if compile_ and _compiled_graphs() == graphs:
             raise Unavailable("compile section accepted, but torch._dynamo compiled no graph during fit "

@@ -23,6 +23,10 @@ from core.errors import ConfigError, clip, did_you_mean, short_repr
 ComponentSpec = str | dict[str, Any]
 DEFAULT_LOGGERS = ("csv", "tensorboard")
 DEFAULT_CALLBACKS = ("lr_monitor",)
+# What every run shows and writes beside its checkpoints, from the built-in callbacks plugin,
+# each with the trainer switch that turns it off (None: always on); components like any other
+STANDARD_CALLBACKS = {"epoch_summary": None, "curves": None, "progress_bar": "enable_progress_bar",
+                      "model_summary": "enable_model_summary"}
 MAX_YAML_DEPTH = 100  # levels of nesting (a run config has about 5)
 MAX_YAML_VALUES = 100_000  # values (scalars, lists, mappings) once aliases are expanded
 SEED_MAX = 2**32 - 1  # numpy's and lightning.seed_everything's range

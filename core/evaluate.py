@@ -116,7 +116,7 @@ def evaluator(resolved: ResolvedRun, callbacks: list[Any] = ()) -> Any:
     from core.run import standard_callbacks
 
     options = {k: v for k, v in resolved.config.trainer.items() if k in EVALUATION_KEYS}
-    bar = standard_callbacks(resolved, ("progress_bar",))
+    bar = standard_callbacks(resolved, ("progress_bar",), listed_too=True)
     return lightning.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False,
                              use_distributed_sampler=False, callbacks=[*bar, *callbacks], **options)
 

@@ -166,6 +166,13 @@ class FormatWrapper(DataFormat):
         self.fmt, self.path = fmt, path
         self.streams = fmt.streams
 
+    def class_maps(self) -> dict[str, Any]:
+        """The heads whose classes this wrapper renumbered, ``{head: map}``; a map has
+        ``describe()`` (a JSON-able description), ``inverse()`` (original id per new id, or
+        None) and ``new_names()`` (a name per new id, or None). ``predict`` writes the original
+        classes from them. The default: none."""
+        return {}
+
     @classmethod
     def write_run_files(cls, run_dir: Path, wrapped: dict[str, FormatWrapper]) -> None:
         """Called at every run start with the run's datasets this class wraps, ``{dataset:

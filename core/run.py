@@ -19,7 +19,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from core.config import RunConfig, to_yaml
+from core.config import STANDARD_CALLBACKS, RunConfig, to_yaml
 from core.durable import RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
@@ -133,22 +133,20 @@ def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[A
     return datamodule, module
 
 
-# What every run shows and writes beside its checkpoints, from the built-in callbacks plugin
-# (name, the trainer switch that turns it off); the plugin's callbacks are components like any other
-STANDARD_CALLBACKS = (("epoch_summary", None), ("curves", None), ("progress_bar", "enable_progress_bar"),
-                      ("model_summary", "enable_model_summary"))
-
-
-def standard_callbacks(resolved: ResolvedRun, names: tuple[str, ...] = tuple(n for n, _ in STANDARD_CALLBACKS)
-                       ) -> list[Any]:
-    """The standard callbacks ``names`` a run gets without listing them: each left out when its
-    trainer switch is off, when ``callbacks:`` lists it already, or when no loaded plugin has it
-    (``plugins.only`` / ``disable`` without ``callbacks``)."""
-    listed = {checked.used.name for checked in resolved.callbacks}
+def standard_callbacks(resolved: ResolvedRun, names: tuple[str, ...] = tuple(STANDARD_CALLBACKS),
+                       listed_too: bool = False) -> list[Any]:
+    """The standard callbacks ``names`` (:data:`core.config.STANDARD_CALLBACKS`) a run gets
+    without listing them: each left out when its trainer switch is off, when no loaded plugin
+    has it (``plugins.only`` / ``disable`` without ``callbacks``) or when ``callbacks:`` lists
+    it (the trainer builds that one with its options; ``listed_too`` builds it here instead,
+    for a trainer that builds no listed callbacks)."""
+    listed = {checked.used.name: checked for checked in resolved.callbacks}
     found = resolved.registry.components["callback"]
-    return [found[name].resolve()() for name, switch in STANDARD_CALLBACKS
-            if name in names and name in found and name not in listed
-            and not (switch and not resolved.config.trainer.get(switch, True))]
+    chosen = [name for name, switch in STANDARD_CALLBACKS.items()
+              if name in names and name in found
+              and (switch is None or resolved.config.trainer.get(switch) is not False)]
+    return [listed[name].build() if name in listed else found[name].resolve()() for name in chosen
+            if listed_too or name not in listed]
 
 
 def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[Any] = ()) -> tuple[Any, Any, Any, Any]:

@@ -77,8 +77,37 @@ def test_core_plugins_lists_the_built_in_commands_and_building_them_imports_no_t
     listing = run_cli("core-plugins", "--json")
     rows = {row["plugin"]: row["components"] for row in json.loads(listing.stdout)["plugins"]}
     assert rows["predict"] == {"command": ["predict"]} and rows["sweep"] == {"command": ["sweep"]}
-    code = ("import sys\nfrom core.cli import train\n"
-            "train.main(['--config', 'configs/quickstart.yaml', '--print-config'])\n"
-            "print(sorted(m for m in ('torch', 'lightning', 'h5py') if m in sys.modules))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert run.stdout.splitlines()[-1] == "[]", run.stdout
+    for command in ([], ["predict"], ["sweep", "--grid", "optim.lr=1e-3,3e-3"]):
+        code = ("import sys\nfrom core.cli import train\n"
+                f"train.main({command} + ['--config', 'configs/quickstart.yaml', '--print-config'])\n"
+                "print(sorted(m for m in ('torch', 'lightning', 'h5py') if m in sys.modules))\n")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+        assert run.stdout.splitlines()[-1] == "[]", (command, run.stdout)
+
+
+CLASH = GREET.replace("greeting", "record").replace('return {"greet": Greet, "broken": "greet_plugin:Missing"}',
+                                                            'return {"greet": Greet, "abstract": Command}')
+
+
+def test_a_command_that_cannot_be_built_or_whose_flags_clash_is_left_out_and_the_others_run(capsys, write_config,
+                                                                                          make_plugin_dist):
+    make_plugin_dist("greet", CLASH)  # --record is predict's; Command itself has no run()
+    path = str(write_config(SMALL_RUN))
+    assert train_cli.main(["--config", path, "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "conflicting option string: --record" in err  # the one of greet and predict found second is left out
+    assert "core-train abstract is unavailable" in err and "Traceback" not in err
+
+
+def test_a_mistyped_command_names_the_close_one(capsys, write_config):
+    assert train_cli.main(["tets", "--config", str(write_config(SMALL_RUN))]) == 2
+    err = capsys.readouterr().err
+    assert "config error at command: no command named 'tets' (did you mean 'test'?)" in err
+    assert "fit, validate, test, predict, sweep" in err
+
+
+def test_a_sweep_refuses_the_flags_of_a_single_run(capsys, write_config):
+    path = str(write_config(SMALL_RUN))
+    for flag in ("--resume", "--overwrite"):
+        assert train_cli.main(["sweep", "--config", path, "--grid", "optim.lr=1e-3,3e-3", flag]) == 2
+        assert f"config error at {flag}: core-train sweep does not take {flag}" in capsys.readouterr().err

@@ -156,7 +156,7 @@ def test_a_sweep_checks_every_combination_first_and_its_dry_run_trains_nothing(t
     assert not (tmp_path / "runs").exists()
     assert core_train([*base, "--print-config"]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["data"]["batch_size"] for d in documents] == [32, 64]
+    assert [(d["name"], d["data"]["batch_size"]) for d in documents] == [("two_heads-000", 32), ("two_heads-001", 64)]
     # the second combination is refused before the first one trains
     assert core_train(["sweep", "--config", str(config), "--grid", "data.batch_size=32,0"]) == 2
     assert "data.batch_size" in capsys.readouterr().err

@@ -240,3 +240,18 @@ def test_standard_callbacks_come_from_the_plugin_by_name_and_follow_their_switch
     assert names(config_of(tmp_path)) == ["EpochSummary", "Curves"]  # both switches off in TRAINER
     assert names(config_of(tmp_path, callbacks=["curves"])) == ["EpochSummary"]  # listed: not added twice
     assert names(config_of(tmp_path, callbacks=[]), Registry.load(disable=["callbacks"])) == []
+
+
+def test_a_listed_standard_callback_is_refused_when_its_switch_is_off_and_takes_only_its_options(tmp_path, registry):
+    with pytest.raises(ConfigError) as err:
+        resolve(config_of(tmp_path, callbacks=["progress_bar"]), registry)  # TRAINER turns the bar off
+    assert ("config error at callbacks.0: callback 'progress_bar' is listed, but trainer.enable_progress_bar is false"
+            in str(err.value))
+    with pytest.raises(ConfigError, match="callbacks.0.model_summary.max_dpth"):
+        resolve(config_of(tmp_path, callbacks=[{"model_summary": {"max_dpth": 2}}]), registry)
+    from core.run import standard_callbacks
+
+    listed = resolve(config_of(tmp_path, trainer=dict(TRAINER, enable_model_summary=True),
+                               callbacks=[{"model_summary": {"max_depth": 2}}]), registry)
+    assert standard_callbacks(listed, ("model_summary",)) == []  # the trainer builds the listed one
+    assert [c._max_depth for c in standard_callbacks(listed, ("model_summary",), listed_too=True)] == [2]

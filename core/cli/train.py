@@ -40,6 +40,13 @@ def parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", metavar="{" + ",".join(verbs) + "}",
                    help=f"{', '.join(verbs)} (default: fit, then test)")
+    _own_flags(p, _evaluators(commands))
+    for name, command in commands.items():
+        command.add_arguments(p.add_argument_group(name, command.help))
+    return p
+
+
+def _own_flags(p: argparse.ArgumentParser, evaluators: list[str]) -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the run's YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a config key, e.g. --set data.batch_size=32 (repeatable)")
@@ -47,11 +54,9 @@ def parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="resolve and validate everything, load no data")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="start again in a run directory that holds a run")
-    p.add_argument("--checkpoint", metavar="PATH", help=f"{'/'.join(_evaluators(commands))}/--experiment-only: the "
+    p.add_argument("--checkpoint", metavar="PATH", help=f"{'/'.join(evaluators)}/--experiment-only: the "
                    "checkpoint (a path, or best / last of the run directory; default best)")
     p.add_argument("--experiment-only", action="store_true", help="run the config's experiment sweep from --checkpoint, no training")
-    for name, command in commands.items():
-        command.add_arguments(p.add_argument_group(name, command.help))
     return p
 
 
@@ -90,28 +95,36 @@ def _load(argv: list[str]) -> tuple[RunConfig | None, Registry]:
 
 def _commands(registry: Registry) -> dict[str, Command]:
     """The plugins' commands; one that cannot load is left out with a warning (the others still run)."""
-    from core.errors import CoreError
-
     found = {}
+    flags = _own_flags(argparse.ArgumentParser(), [])  # the flags so far: a command's must not clash with them
     for name, component in registry.components["command"].items():
         if name in OWN:
             log.warning("%s provides the command '%s', which is core-train's own: left out", component.plugin.origin, name)
             continue
         try:
-            found[name] = component.resolve()()
-        except (CoreError, ImportError) as exc:  # a plugin's bug, or PluginUnavailable (a missing dependency)
+            command = component.resolve()()
+            command.add_arguments(argparse.ArgumentParser(add_help=False, parents=[flags]).add_argument_group(name))
+        except Exception as exc:  # noqa: BLE001 (a plugin's bug, a clashing flag, or PluginUnavailable)
             log.warning("core-train %s is unavailable: %s", name, exc)
+            continue
+        command.add_arguments(flags.add_argument_group(name))
+        found[name] = command
     return found
 
 
 def _command(name: str | None, commands: Mapping[str, Command], registry: Registry) -> Command | None:
     """The plugin command ``name`` (None for core-train's own); a name no loaded plugin provides
     is an error that names the plugins that may (disabled, not selected, failed)."""
-    from core.errors import PluginError
+    from core.errors import ConfigError, PluginError, did_you_mean
 
     if name is None or name in OWN:
         return None
     if name not in commands:
+        if name not in registry.components["command"]:  # a typo: name the close verb, core-train's or a plugin's
+            verbs = [*OWN, *commands]
+            hint = did_you_mean(name, verbs)
+            if hint:
+                raise ConfigError("command", f"no command named '{name}'{hint}", fix=f"the commands: {', '.join(verbs)}")
         registry.get("command", name, "command")
         raise PluginError(f"core-train {name} failed to load: see the warning above")
     return commands[name]

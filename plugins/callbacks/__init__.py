@@ -1,7 +1,7 @@
 """Callbacks ``early_stopping``, ``lr_monitor`` (on by default), ``heartbeat`` and
 ``stochastic_weight_averaging`` for ``callbacks:``; each factory takes the callback's options
 and returns a Lightning callback. ``progress_bar``, ``epoch_summary``, ``model_summary`` and
-``curves`` are what every run shows and writes (``core.run.STANDARD_CALLBACKS``): a run gets
+``curves`` are what every run shows and writes (``core.config.STANDARD_CALLBACKS``): a run gets
 them without listing them. Imports only ``core``."""
 
 from core import hookimpl

@@ -66,6 +66,9 @@ class ParameterSummary(RichModelSummary):
 
     COLUMNS = (" ", "Name", "Type", "Params", "Params per Device")
 
+    def __init__(self, max_depth: int = 1) -> None:
+        super().__init__(max_depth=max_depth)
+
     @staticmethod
     def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
                   model_size: float, total_training_modes: dict[str, int], total_flops: int, **kwargs: Any) -> None:

@@ -56,6 +56,9 @@ class ClassSubset(FormatWrapper):
     def maps(self) -> dict[str, ClassMap]:
         return class_maps(self.options, self.inner)
 
+    def class_maps(self) -> dict[str, ClassMap]:
+        return self.maps
+
     def meta(self) -> DatasetMeta:
         return self.reduced
 
@@ -182,4 +185,4 @@ class PickedRows(DiskSplit):
 
 def subset_maps(fmt: DataFormat) -> dict[str, ClassMap]:
     """The class maps of a format a run wrapped (``{}`` for one without class options)."""
-    return next((w.maps for w in wrappers(fmt) if isinstance(w, ClassSubset)), {})
+    return next((w.class_maps() for w in wrappers(fmt) if isinstance(w, ClassSubset)), {})

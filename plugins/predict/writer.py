@@ -29,9 +29,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from core.errors import ConfigError, did_you_mean
 from core.evaluate import evaluator, trained_modules
+from core.kinds import wrappers
 from core.resolve import ResolvedRun
-from plugins.class_groups.maps import ClassMap
-from plugins.class_groups.subset import subset_maps
 
 
 class ActivationRecorder:
@@ -64,10 +63,10 @@ class ActivationRecorder:
 
 class PredictionWriter(BasePredictionWriter):
     """Appends each predicted batch to an HDF5 file (``path``, moved into place by ``close``);
-    ``classes`` holds each dataset's class maps (``{dataset: {head: ClassMap}}``)."""
+    ``classes`` holds each dataset's class maps (``{dataset: {head: map}}``, :meth:`core.FormatWrapper.class_maps`)."""
 
     def __init__(self, path: Path, split: str, attrs: dict[str, str], recorder: ActivationRecorder | None,
-                 classes: dict[str, dict[str, ClassMap]] | None = None) -> None:
+                 classes: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__(write_interval="batch")
         import h5py
 
@@ -126,7 +125,7 @@ def per_class_accuracy(file: Any) -> None:
             group[head].create_dataset("per_class_accuracy", data=metric.compute().numpy())
 
 
-def _originals(group: Any, head: str, mapping: ClassMap, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+def _originals(group: Any, head: str, mapping: Any, arrays: dict[str, Any]) -> dict[str, np.ndarray]:
     """A selected head's original classes: the map as an attribute, each sample's original ids and names."""
     import json
 
@@ -169,7 +168,8 @@ def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split:
     datamodule.predict_split = split
     recorder = ActivationRecorder(module.model, record) if record else None
     target = output or run_dir / "predictions" / f"{split}.h5"
-    classes = {d.meta.name: subset_maps(d.fmt) for d in resolved.datasets}
+    classes = {d.meta.name: {head: m for w in reversed(wrappers(d.fmt)) for head, m in w.class_maps().items()}
+               for d in resolved.datasets}
     writer = PredictionWriter(target, split, {"checkpoint": str(path), "run": resolved.config.name}, recorder, classes)
     ok = False
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError
 from core.kinds import Command
@@ -34,19 +34,21 @@ class Sweep(Command):
         if bool(args.grid) != chosen:
             raise ConfigError("--grid", "core-train sweep and --grid go together",
                               fix="core-train sweep --config run.yaml --grid optim.lr=1e-3,3e-3")
+        flag = next((f for f, given in (("--resume", args.resume), ("--overwrite", args.overwrite),
+                                         ("--experiment-only", args.experiment_only)) if given), None)
+        if chosen and flag:
+            raise ConfigError(flag, f"core-train sweep does not take {flag}",
+                              fix="run the same sweep again: finished runs are kept, interrupted ones resume; "
+                                  "start afresh by removing <output_dir>/<name>-sweep")
 
     def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
         """Every combination is resolved and checked (accelerator, memory) before the first run
-        starts; ``--dry-run`` and ``--print-config`` show each combination and train nothing.
-        Each run loads the plugins its own config selects (``registry`` is the base config's)."""
-        import lightning
-
+        starts, as the run it will be (name ``<name>-NNN`` in ``<output_dir>/<name>-sweep``);
+        ``--dry-run`` and ``--print-config`` show each and train nothing (``--print-config``
+        imports no torch). Each run loads the plugins its own config selects."""
         from core.cli.train import prepare
         from core.config import load_config
-        from core.paths import check_output_dir
-        from core.resolve import resolve
-        from core.run import fit_and_test, prepare_run_dir
-        from plugins.sweep.grid import combinations, grid_overrides, parse_grid, run_sweep_grid
+        from plugins.sweep.grid import combinations, parse_grid, run_overrides
 
         axes = parse_grid(args.grid)
         for index, values in enumerate(combinations(axes)):
@@ -54,21 +56,33 @@ class Sweep(Command):
                 separator = "---\n" if index and args.print_config else ""  # one YAML document per run
                 print(f"{separator}# sweep run {index:03d}: " + ", ".join(f"{k}={v}" for k, v in values.items()),
                       flush=True)
-            run = load_config(args.config, args.overrides + grid_overrides(values))
+            run = load_config(args.config, args.overrides + run_overrides(config, index, values))
             prepare(args, run, _registry(run))
         if args.dry_run or args.print_config:
             return 0
-        check_output_dir(config.model_copy(update={"name": f"{config.name}-sweep"}))  # the sweep's folder
+        return _train(args, config, axes)
 
-        def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
-            run = load_config(args.config, args.overrides + overrides)
-            lightning.seed_everything(run.seed, workers=True, verbose=False)
-            resolved = resolve(run, _registry(run))
-            return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume), resume=resume)
 
-        folder = run_sweep_grid(config, axes, train)
-        print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
-        return 0
+def _train(args: argparse.Namespace, config: RunConfig, axes: dict[str, list[Any]]) -> int:
+    import lightning
+
+    from core.config import load_config
+    from core.paths import check_output_dir
+    from core.resolve import resolve
+    from core.run import fit_and_test, prepare_run_dir
+    from plugins.sweep.grid import run_sweep_grid
+
+    check_output_dir(config.model_copy(update={"name": f"{config.name}-sweep"}))  # the sweep's folder
+
+    def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
+        run = load_config(args.config, args.overrides + overrides)
+        lightning.seed_everything(run.seed, workers=True, verbose=False)
+        resolved = resolve(run, _registry(run))
+        return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume), resume=resume)
+
+    folder = run_sweep_grid(config, axes, train)
+    print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
+    return 0
 
 
 def _registry(run: RunConfig) -> Registry:

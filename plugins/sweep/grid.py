@@ -46,23 +46,29 @@ def combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
-def grid_overrides(values: dict[str, Any]) -> list[str]:
-    """One combination as ``--set`` overrides (each value as JSON, which YAML reads back as it was)."""
-    return [f"{key}={json.dumps(value)}" for key, value in values.items()]
+def sweep_folder(base: RunConfig) -> Path:
+    return Path(base.output_dir) / f"{base.name}-sweep"
+
+
+def run_overrides(base: RunConfig, index: int, values: dict[str, Any]) -> list[str]:
+    """Run ``index`` of the sweep as ``--set`` overrides: its combination (each value as JSON,
+    which YAML reads back as it was), its name and the sweep's folder as its ``output_dir``."""
+    return [*(f"{key}={json.dumps(value)}" for key, value in values.items()),
+            f"name={base.name}-{index:03d}", f"output_dir={sweep_folder(base)}"]
 
 
 def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[[list[str], Path, bool], dict[str, float]]
                    ) -> Path:
     """Run every combination (``train(overrides, run_dir, resume)`` trains and tests one run)
     and write the comparison; return the sweep folder."""
-    folder = Path(base.output_dir) / f"{base.name}-sweep"
+    folder = sweep_folder(base)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, values in enumerate(combinations(axes)):
         name = f"{base.name}-{index:03d}"
         run_dir, done = folder / name, folder / name / "result.json"
         if not done.is_file():
-            overrides = grid_overrides(values) + [f"name={name}", f"output_dir={folder}"]
+            overrides = run_overrides(base, index, values)
             resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
             test = train(overrides, run_dir, resume)
             write_atomic(done, json.dumps({"run": name, "values": values, "test": test}, indent=2) + "\n")
