@@ -1,4 +1,4 @@
-"""Shared fixtures: fake installed plugin distributions, and the CLIs run in-process."""
+"""Shared fixtures: fake installed plugin distributions, and the CLIs run in-process; a format check."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hypothesis  # noqa: F401
+import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from core import DataFormat
 
 # hypothesis is imported (and its modules assertion-rewritten) before any test runs: after FFCV's
 # numba threads have run, CPython 3.11.7's ast.parse can fail with "AST constructor recursion
@@ -107,3 +112,16 @@ def run_cli(script: str, *args: str, env: dict[str, str] | None = None, timeout:
         [str(BIN / script), *map(str, args)], capture_output=True, text=True, cwd=ROOT,
         env={**os.environ, **(env or {})}, timeout=timeout,
     )
+
+
+def assert_labels_match_open(fmt: DataFormat, heads: list[str]) -> None:
+    """``fmt.labels(split)`` holds what ``fmt.open(split)`` gives, for every split and head:
+    the same labels in the same order, int64."""
+    from core import SPLITS
+
+    for split in SPLITS:
+        labels, opened = fmt.labels(split), fmt.open(split).fields
+        assert labels is not None and sorted(labels) == sorted(heads), (split, labels)
+        for head in heads:
+            assert labels[head].dtype == np.asarray(opened[head]).dtype == np.int64, (split, head)
+            assert np.array_equal(labels[head], opened[head]), (split, head)

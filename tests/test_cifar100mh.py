@@ -17,7 +17,7 @@ from plugins.cifar100mh.cifar100 import Cifar100
 from plugins.cifar100mh.format import Cifar100MH
 from plugins.cifar100mh.tool import Cifar100MHTool
 from plugins.digits.format import Digits
-from tests.conftest import run_cli, run_main
+from tests.conftest import assert_labels_match_open, run_cli, run_main
 
 PARAMS = {"note_number": (3, 12), "note_velocity": (0, 127)}  # name: (min, max)
 
@@ -186,15 +186,22 @@ def test_arbitrary_bytes_give_a_dataset_or_a_data_error(tmp_path_factory, blob):
     assert split.fields["stim"].shape[1:] == (3, 32, 32)
 
 
-def test_cifar100_python_version_converts_with_two_heads(tmp_path):
-    folder = tmp_path / "cifar-100-python"
+def write_cifar100(folder: Path, fine: dict[str, list[int]]) -> None:
+    """The pickles ``train`` and ``test`` as CIFAR ships them (bytes keys, protocol 2): random
+    pixels, ``fine[name]`` and coarse labels ``fine % 20``."""
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for name, n in (("train", 30), ("test", 10)):
-        with open(folder / name, "wb") as handle:  # as CIFAR ships it: bytes keys, protocol 2
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(range(n)),
-                         b"coarse_labels": [i % 20 for i in range(n)], b"filenames": [b"x.png"] * n,
+    for name, labels in fine.items():
+        n = len(labels)
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": labels,
+                         b"coarse_labels": [i % 20 for i in labels], b"filenames": [b"x.png"] * n,
                          b"batch_label": b"training batch 1 of 1"}, handle, protocol=2)
+
+
+def test_cifar100_python_version_converts_with_two_heads(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    write_cifar100(folder, {"train": list(range(30)), "test": list(range(10))})
     result = run_main("core-data", "convert", "--from", "cifar100", "--option", f"root={folder}", "--to", "cifar100mh",
                      tmp_path / "mh")
     assert result.returncode == 0, result.stderr
@@ -288,3 +295,12 @@ def test_a_split_without_samples_is_an_error(dataset):
                                         r"to 0\); raise val_fraction, or set it to 0"):
         Cifar100MH(str(dataset), val_fraction=0.01).meta()
     assert Cifar100MH(str(dataset), val_fraction=0.0).meta().split_sizes == {"train": 20, "val": 0, "test": 6}
+
+
+def test_labels_are_the_opened_ones_for_every_split_and_head(dataset, tmp_path):
+    assert_labels_match_open(Cifar100MH(str(dataset), val_fraction=0.25, split_seed=2), ["note_number", "note_velocity"])
+    minimal_pickle(dataset / "train_batch", range(20))  # the pickle variant for train as well
+    assert_labels_match_open(Cifar100MH(str(dataset), val_fraction=0.25), ["note_number", "note_velocity"])
+    folder = tmp_path / "cifar-100-python"
+    write_cifar100(folder, {"train": np.random.default_rng(1).permutation(30).tolist(), "test": [5, 99, 0, 42]})
+    assert_labels_match_open(Cifar100(str(folder), val_fraction=0.2, split_seed=1), ["coarse", "fine"])

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import DataError
+from core import SPLITS, DataError
 from plugins.digits.format import Digits
 from plugins.image_folder import cache, decode
 from plugins.image_folder.format import ImageFolder
 from plugins.image_folder.tool import ImageFolderTool
+from tests.conftest import assert_labels_match_open
 
 
 def write_images(folder: Path, classes: dict[str, int], size: tuple[int, int] = (16, 16), seed: int = 0) -> None:
@@ -167,3 +168,33 @@ def test_tool_validates_inspects_and_writes(folder, tmp_path):
     written = ImageFolder(str(tmp_path / "digits"), image_size=8, channels=1, workers=0)
     assert written.meta().split_sizes == Digits().meta().split_sizes
     np.testing.assert_array_equal(written.open("test").fields["class"], np.sort(Digits().open("test").fields["digit"]))
+
+
+@pytest.mark.parametrize("layout", ["one folder", "split folders"])
+def test_labels_come_from_the_scan_without_decoding_and_match_open(tmp_path, monkeypatch, layout):
+    if layout == "one folder":
+        write_images(tmp_path, {"circle": 7, "square": 5, "star": 9})
+    else:
+        write_images(tmp_path / "train", {"cat": 8, "dog": 6})
+        write_images(tmp_path / "val", {"cat": 2, "dog": 3})  # test: held out of train
+    options = {"image_size": 8, "workers": 0, "val_fraction": 0.2, "test_fraction": 0.25, "split_seed": 4}
+    with monkeypatch.context() as patch:
+        refuse_decoding(patch)
+        scanned = {split: ImageFolder(str(tmp_path), **options).labels(split) for split in SPLITS}
+    fmt = ImageFolder(str(tmp_path), **options)
+    for split in SPLITS:
+        assert np.array_equal(scanned[split]["class"], fmt.open(split).fields["class"])
+    refuse_decoding(monkeypatch)
+    assert_labels_match_open(ImageFolder(str(tmp_path), **options), ["class"])  # from the cache
+
+
+def test_with_skip_bad_labels_are_unknown_until_decoded_then_the_cache_gives_them(folder):
+    (folder / "square" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    options = {"image_size": 8, "workers": 0, "val_fraction": 0.2, "test_fraction": 0.2}
+    skipping = ImageFolder(str(folder), skip_bad=True, **options)
+    assert skipping.labels("train") is None  # which files decode is known once they are decoded
+    skipping.open("val")
+    assert_labels_match_open(skipping, ["class"])
+    fmt = ImageFolder(str(folder), **options)  # without skip_bad the cache (30 of the 31 files) still serves open
+    assert sum(len(fmt.labels(split)["class"]) for split in SPLITS) == 30
+    assert_labels_match_open(fmt, ["class"])

@@ -18,10 +18,12 @@ import pytest
 
 from core import DataError
 from plugins.standard_datasets.cifar10 import Cifar10
+from plugins.standard_datasets import mnist
 from plugins.standard_datasets.download import fetch
 from plugins.standard_datasets.idx import IMAGES, encode_idx, read_idx
 from plugins.standard_datasets.mnist import FILES, FashionMnist, Mnist
 from plugins.standard_datasets.tool import IdxTool
+from tests.conftest import assert_labels_match_open
 
 
 class Server:
@@ -222,3 +224,54 @@ def test_cifar10_pickles_cannot_run_code(tmp_path):
         (tmp_path / name).write_bytes(pickle.dumps({"data": Exploit(), "labels": []}))
     with pytest.raises(DataError, match=r"data_batch_1: cannot be read as a pickle: .*refused 'builtins.print'"):
         Cifar10(str(tmp_path)).meta()
+
+
+def write_labelled_mnist(root: Path, labels: dict[str, np.ndarray]) -> None:
+    """The four MNIST files (gzip-compressed) in ``root``: random images, ``labels[file split]``."""
+    files = idx_files(n_train=len(labels["train"]), n_test=len(labels["test"]))
+    files.update({f"{FILES[split][1]}.gz": gzip.compress(encode_idx(values)) for split, values in labels.items()})
+    write_mnist(root, files)
+
+
+@pytest.mark.parametrize("cls", [Mnist, FashionMnist])
+def test_idx_labels_are_read_from_the_labels_files_alone_and_match_open(cls, tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    write_labelled_mnist(tmp_path, {"train": rng.integers(0, 10, 50), "test": rng.integers(0, 10, 12)})  # order counts
+    read = []
+    real = mnist.read_idx
+    monkeypatch.setattr(mnist, "read_idx", lambda path, magic: read.append(path.name) or real(path, magic))
+    fmt = cls(str(tmp_path), val_fraction=0.2, split_seed=3)
+    assert [len(fmt.labels(split)[cls.release.head]) for split in ("train", "val", "test")] == [40, 10, 12]
+    assert read == ["train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]  # no images file, each labels file once
+    assert_labels_match_open(fmt, [cls.release.head])
+    assert_labels_match_open(cls(str(tmp_path), val_fraction=0.2, split_seed=3), [cls.release.head])
+
+
+def test_labels_are_unknown_until_the_files_are_downloaded(server, tmp_path):
+    fmt = Mnist(str(tmp_path / "mnist"), download=True, mirror=f"{server.url}/mnist")
+    assert fmt.labels("train") is None and not server.requests  # a dry run downloads nothing
+    assert Cifar10(str(tmp_path / "c10"), download=True, url=f"{server.url}/c10.tgz").labels("test") is None
+    assert not server.requests
+
+
+def test_cifar10_labels_match_open(server, tmp_path):
+    archive = cifar_archive()
+    server.files["/c10.tgz"] = archive
+    root = tmp_path / "cifar10"
+    Cifar10(str(root), download=True, url=f"{server.url}/c10.tgz", checksum=hashlib.md5(archive).hexdigest()).open("test")
+    assert_labels_match_open(Cifar10(str(root), val_fraction=0.2, split_seed=1), ["class"])
+
+
+def test_dry_run_with_classes_reports_the_exact_split_sizes(tmp_path, capsys):
+    from core.cli.train import main  # in this process: the dry run's report
+
+    # 1 and 7: 10 of train's 50 labels, 3 of test's 12
+    write_labelled_mnist(tmp_path / "mnist", {"train": np.arange(50) % 10, "test": np.arange(12) % 10})
+    sets = [f"data.format.mnist.root={tmp_path / 'mnist'}", "data.format.mnist.download=false",
+            "data.format.mnist.classes=[1, 7]", "data.format.mnist.val_fraction=0.2", "data.format.mnist.split_seed=3",
+            f"output_dir={tmp_path}"]
+    assert main(["--config", "configs/mnist.yaml", "--dry-run", *(a for s in sets for a in ("--set", s))]) == 0
+    opened = Mnist(str(tmp_path / "mnist"), val_fraction=0.2, split_seed=3)
+    kept = {split: int(np.isin(opened.open(split).fields["digit"], [1, 7]).sum()) for split in ("train", "val", "test")}
+    assert kept == {"train": 7, "val": 3, "test": 3}
+    assert f"splits {kept} (exact), heads {{'digit': 2}}" in capsys.readouterr().out

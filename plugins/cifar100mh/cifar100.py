@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core import DataError, DataFormat, DatasetMeta, Split
-from plugins.cifar100mh.format import holdout, require_samples
+from plugins.cifar100mh.format import require_samples, split_rows
 from plugins.cifar100mh.records import as_labels, as_uint8, safe_unpickle
 from plugins.cifar100mh.spec import IMAGE_SHAPE, PIXELS
 
@@ -49,11 +49,18 @@ class Cifar100(DataFormat):
         return DatasetMeta("cifar100", IMAGE_SHAPE, {head: n for head, (_, n) in HEADS.items()}, sizes)
 
     def open(self, split: str) -> Split:
+        raw, rows = self._rows(split)
+        return Split({"stim": raw["data"][rows].reshape(-1, *IMAGE_SHAPE), **self.labels(split)})
+
+    def labels(self, split: str) -> dict[str, np.ndarray]:
+        """``coarse`` and ``fine`` of ``split`` (the pickle is read once, by ``meta()`` already)."""
+        raw, rows = self._rows(split)
+        return {head: raw[key][rows] for head, (key, _) in HEADS.items()}
+
+    def _rows(self, split: str) -> tuple[dict[str, np.ndarray], slice | np.ndarray]:
+        """The pickle ``split`` comes from, and the split's rows in it."""
         raw = self._file("test" if split == "test" else "train")
-        index = slice(None) if split == "test" else holdout(len(raw["data"]), self.val_fraction, self.split_seed)[split]
-        fields = {"stim": raw["data"][index].reshape(-1, *IMAGE_SHAPE)}
-        fields.update({head: raw[key][index] for head, (key, _) in HEADS.items()})
-        return Split(fields)
+        return raw, split_rows(split, len(raw["data"]), self.val_fraction, self.split_seed)
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

@@ -21,11 +21,14 @@ from plugins.cifar100mh.records import Records, load_batch
 from plugins.cifar100mh.spec import BATCH_FILES, IMAGE_SHAPE, DatasetInfo, read_info
 
 
-def holdout(n: int, fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Sorted ``train``/``val`` indices of ``n`` samples: a fixed random ``fraction`` held out."""
+def split_rows(split: str, n: int, fraction: float, seed: int) -> slice | np.ndarray:
+    """The rows of ``split`` in its file of ``n`` samples: all of the test file; of the training
+    file, sorted ``train`` or ``val`` indices, a fixed random ``fraction`` held out as ``val``."""
+    if split == "test":
+        return slice(None)
     order = np.random.default_rng(seed).permutation(n)
     n_val = round(n * fraction)
-    return {"train": np.sort(order[n_val:]), "val": np.sort(order[:n_val])}
+    return np.sort(order[n_val:] if split == "train" else order[:n_val])
 
 
 def require_samples(root: Path, sizes: dict[str, int], n_train: int, val_fraction: float) -> None:
@@ -84,13 +87,20 @@ class Cifar100MH(DataFormat):
         return self._records[file_split]
 
     def open(self, split: str) -> Split:
+        records, rows = self._rows(split)
+        return Split({"stim": records.pixels[rows], **self.labels(split)})
+
+    def labels(self, split: str) -> dict[str, np.ndarray]:
+        """Each parameter's classes (``value - min``) of ``split``, from the label bytes (the
+        pixels of a binary batch file stay a memory map, unread)."""
+        records, rows = self._rows(split)
+        return {name: records.values[rows, j].astype(np.int64) - self.info.parameter_mappings[name].min
+                for j, name in enumerate(self.info.parameter_names)}
+
+    def _rows(self, split: str) -> tuple[Records, slice | np.ndarray]:
+        """The batch file ``split`` comes from, and the split's rows in it."""
         records = self.records("test" if split == "test" else "train")
-        index = slice(None) if split == "test" else holdout(len(records.values), self.val_fraction, self.split_seed)[split]
-        fields: dict[str, np.ndarray] = {"stim": records.pixels[index]}
-        for j, name in enumerate(self.info.parameter_names):
-            low = self.info.parameter_mappings[name].min
-            fields[name] = records.values[index, j].astype(np.int64) - low
-        return Split(fields)
+        return records, split_rows(split, len(records.values), self.val_fraction, self.split_seed)
 
     # ------------------------------------------------------------ metadata API
     def image_shape(self) -> tuple[int, int, int]:

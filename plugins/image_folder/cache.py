@@ -60,13 +60,14 @@ class CacheFiles:
 def load_or_build(listing: Listing, files: CacheFiles, size: int, channels: int, workers: int, skip_bad: bool) -> Decoded:
     """The cached decoding of ``listing`` when its stamp still matches, else decode and cache it."""
     stamp = listing.stamp()
-    cached = _load(files, stamp)
+    cached = load_cached(files, stamp)
     if cached is not None:
         return cached
     return _build(listing, files, stamp, size, channels, workers, skip_bad)
 
 
-def _load(files: CacheFiles, stamp: str) -> Decoded | None:
+def load_cached(files: CacheFiles, stamp: str) -> Decoded | None:
+    """The cached decoding (images memory-mapped, none read) when it is whole and its stamp is ``stamp``, else None."""
     try:
         info = json.loads(files.info.read_text())
         if info.get("version") != VERSION or info.get("stamp") != stamp:

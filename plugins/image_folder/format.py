@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from core import SPLITS, DataError, DataFormat, DatasetMeta, Split
-from plugins.image_folder.cache import CacheFiles, Decoded, load_or_build
+from plugins.image_folder.cache import CacheFiles, Decoded, load_cached, load_or_build
 from plugins.image_folder.decode import default_workers
 from plugins.image_folder.scan import Listing, class_names, list_images, split_folders
 
@@ -111,22 +111,45 @@ class ImageFolder(DataFormat):
         )
 
     def open(self, split: str) -> Split:
-        if split != "train" and split in self.folders:
-            decoded, index = self.decoded(split), slice(None)
-        else:
-            decoded = self.decoded(self._source)
-            index = self._holdout(len(decoded.labels))[split]
-            if len(index) == len(decoded.labels):
-                index = slice(None)  # all of it: the memory map itself, no copy
-        return Split({"stim": decoded.stim[index], HEAD: decoded.labels[index]})
+        decoded = self.decoded(self._listing(split))
+        rows = self._rows(split, len(decoded.labels))
+        return Split({"stim": decoded.stim[rows], HEAD: decoded.labels[rows]})
+
+    def labels(self, split: str) -> dict[str, np.ndarray] | None:
+        """The ``class`` labels of ``split`` without decoding an image: those of a valid decode
+        cache (without the files it skipped as unreadable), else those of the folder scan; None
+        with ``skip_bad`` and no cache (which files decode is known only once they are decoded)."""
+        name = self._listing(split)
+        if name not in self._decoded:
+            cached = load_cached(self._cache_files(name), self.listings[name].stamp())
+            if cached is not None:
+                self._decoded[name] = cached  # open() maps it without checking the stamp again
+            elif self.skip_bad:
+                return None
+        labels = self._decoded[name].labels if name in self._decoded else self.listings[name].labels
+        return {HEAD: labels[self._rows(split, len(labels))]}
 
     def decoded(self, name: str) -> Decoded:
         """The decoded images of one listing (``train``, ``val``, ``test`` or ``all``), decoded once."""
-        listing = self.listings[name]
         if name not in self._decoded:
-            files = CacheFiles.of(listing, self.root, self.image_size, self.channels, self.cache_dir)
-            self._decoded[name] = load_or_build(listing, files, self.image_size, self.channels, self.workers, self.skip_bad)
+            self._decoded[name] = load_or_build(self.listings[name], self._cache_files(name), self.image_size,
+                                                self.channels, self.workers, self.skip_bad)
         return self._decoded[name]
+
+    def _cache_files(self, name: str) -> CacheFiles:
+        return CacheFiles.of(self.listings[name], self.root, self.image_size, self.channels, self.cache_dir)
+
+    def _listing(self, split: str) -> str:
+        """The listing ``split`` comes from: its own folder, else the source listing."""
+        return split if split in self.folders else self._source
+
+    def _rows(self, split: str, n: int) -> slice | np.ndarray:
+        """The rows of ``split`` in its listing's ``n`` samples (all of them: a slice, so the
+        memory map itself, no copy)."""
+        if split != "train" and split in self.folders:
+            return slice(None)
+        rows = self._holdout(n)[split]
+        return slice(None) if len(rows) == n else rows
 
     @property
     def _source(self) -> str:

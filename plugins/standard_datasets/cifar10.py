@@ -22,7 +22,7 @@ import numpy as np
 
 from core import DataError, DataFormat, DatasetMeta, Split
 from core.files import write_atomic
-from plugins.cifar100mh.format import holdout
+from plugins.cifar100mh.format import split_rows
 from plugins.cifar100mh.records import as_labels, as_uint8, safe_unpickle
 from plugins.cifar100mh.spec import IMAGE_SHAPE, PIXELS
 from plugins.standard_datasets.download import check_checksum, fetch
@@ -69,8 +69,16 @@ class Cifar10(DataFormat):
 
     def open(self, split: str) -> Split:
         data, labels = self.batches["test" if split == "test" else "train"]
-        index = slice(None) if split == "test" else holdout(len(labels), self.val_fraction, self.split_seed)[split]
-        return Split({"stim": data[index].reshape(-1, *IMAGE_SHAPE), HEAD: labels[index]})
+        rows = split_rows(split, len(labels), self.val_fraction, self.split_seed)
+        return Split({"stim": data[rows].reshape(-1, *IMAGE_SHAPE), HEAD: labels[rows]})
+
+    def labels(self, split: str) -> dict[str, np.ndarray] | None:
+        """The ``class`` labels of ``split``, from the batches ``meta()`` has read already; None
+        while they are still to be downloaded (a dry run downloads nothing)."""
+        if self._missing() and self.download:
+            return None
+        labels = self.batches["test" if split == "test" else "train"][1]
+        return {HEAD: labels[split_rows(split, len(labels), self.val_fraction, self.split_seed)]}
 
     @cached_property
     def batches(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:

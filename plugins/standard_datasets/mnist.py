@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from core import DataError, DataFormat, DatasetMeta, Split
-from plugins.cifar100mh.format import holdout
+from plugins.cifar100mh.format import split_rows
 from plugins.standard_datasets.download import check_checksum, fetch
 from plugins.standard_datasets.idx import IMAGES, LABELS, read_header, read_idx
 
@@ -85,7 +85,8 @@ class IdxDataset(DataFormat):
         self.root, self.val_fraction, self.split_seed, self.download = Path(root), val_fraction, split_seed, download
         self.mirror = mirror or self.release.mirror
         self.checksums = {**self.release.checksums, **(checksums or {})}
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._images: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
 
     def _path(self, stem: str) -> Path | None:
         return find_file(self.root, stem)
@@ -123,23 +124,35 @@ class IdxDataset(DataFormat):
         )
 
     def open(self, split: str) -> Split:
-        images, labels = self._read("test" if split == "test" else "train")
-        index = slice(None) if split == "test" else holdout(len(labels), self.val_fraction, self.split_seed)[split]
-        return Split({"stim": images[index][:, None], self.release.head: labels[index].astype(np.int64)})
+        file_split = "test" if split == "test" else "train"
+        labels = self._file_labels(file_split)
+        if file_split not in self._images:  # read_idx checks its header's count, which _file_labels matched to the labels
+            self._images[file_split] = read_idx(self._path(FILES[file_split][0]), IMAGES)
+        rows = split_rows(split, len(labels), self.val_fraction, self.split_seed)
+        return Split({"stim": self._images[file_split][rows][:, None], self.release.head: labels[rows]})
 
-    def _read(self, file_split: str) -> tuple[np.ndarray, np.ndarray]:
-        if file_split not in self._arrays:
+    def labels(self, split: str) -> dict[str, np.ndarray] | None:
+        """The labels of ``split`` from the labels file alone (the images file's header gives its
+        count); None while the files are still to be downloaded (a dry run downloads nothing)."""
+        if self._missing() and self.download:
+            return None
+        labels = self._file_labels("test" if split == "test" else "train")
+        return {self.release.head: labels[split_rows(split, len(labels), self.val_fraction, self.split_seed)]}
+
+    def _file_labels(self, file_split: str) -> np.ndarray:
+        """The labels file of ``file_split`` (``train`` or ``test``) as int64, read and checked once."""
+        if file_split not in self._labels:
             self._ensure()
             image_path, label_path = (self._path(stem) for stem in FILES[file_split])
-            images, labels = read_idx(image_path, IMAGES), read_idx(label_path, LABELS)
-            same_count(image_path, len(images), label_path, len(labels))
+            labels = read_idx(label_path, LABELS)
+            same_count(image_path, read_header(image_path, IMAGES)[0], label_path, len(labels))
             classes = len(self.release.class_names)
             if len(labels) and labels.max() >= classes:
                 row = int(np.argmax(labels >= classes))
                 raise DataError(f"{label_path}: label {labels[row]} at record {row} is outside 0..{classes - 1}; "
                                 "is this the right file?")
-            self._arrays[file_split] = images, labels
-        return self._arrays[file_split]
+            self._labels[file_split] = labels.astype(np.int64)
+        return self._labels[file_split]
 
 
 def find_file(root: Path, stem: str) -> Path | None:
