@@ -192,8 +192,4 @@ def test_core_train_prints_no_noise_and_a_final_summary(write_config) -> None:
     assert f"run directory: {run_dir}" in summary and "wall time: " in summary
     assert (run_dir / "curves.png").is_file()
 
-    # enable_model_summary: false is honoured
-    result = run_cli("core-train", "--config", config, "--overwrite", "--set", "trainer.enable_model_summary=false",
-                     "--set", "trainer.max_epochs=1")
-    assert result.returncode == 0, result.stderr
-    assert "Params" not in result.stdout and "parameters: " not in result.stdout
+    # trainer.enable_model_summary: false leaving the table out: test_loggers_callbacks.py::test_standard_callbacks_*
