@@ -134,14 +134,10 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     data = tmp_path / "data"
     shutil.copytree(sessions, data)  # a copy: its files are replaced below
     path = multi_config(tmp_path, data)
-    untrained = run_cli("core-train", "--config", path, "--set", "trainer.max_steps=1", "--set", "optim.lr=1e-9",
-                        "--set", "name=untrained")
-    assert untrained.returncode == 0, untrained.stderr[-3000:]
     trained = run_cli("core-train", "--config", path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    corr = {run: float(re.search(r"test/corr = ([-\d.]+)", done.stdout).group(1))
-            for run, done in (("untrained", untrained), ("trained", trained))}
-    assert corr["trained"] > corr["untrained"] + 0.2, corr
+    # an untrained model scores about 0 (-0.014 when measured with max_steps=1, lr=1e-9); trained, 0.56
+    assert float(re.search(r"test/corr = ([-\d.]+)", trained.stdout).group(1)) > 0.3, trained.stdout
     assert "test/s0/corr" in trained.stdout and "test/s1/corr" in trained.stdout
     assert re.search(r"epoch 3 \| train/loss [-\d.]+ \| val/corr", trained.stdout + trained.stderr)
     # resuming on data whose sessions now have other neuron counts: one clear error

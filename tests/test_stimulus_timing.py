@@ -15,7 +15,7 @@ from core.registry import Registry
 from core.resolve import resolve
 from plugins.recurrent_cnn.model import RecurrentCNN
 from plugins.stimulus_timing.schedules import Repeat, StimulusContrast, StimulusDuration, StimulusInterval
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 
 def host_reference(stim: np.ndarray, on: list[bool], contrast: float, void: float) -> np.ndarray:
@@ -143,7 +143,7 @@ def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path, capsys):
     assert mean_on(1.0) > 0.5 > 0.1 * 3  # well above chance (0.1) at full contrast
     assert mean_on(0.1) < mean_on(1.0) - 0.2  # and lower at the lowest contrast
     (run_dir / "experiment.csv").unlink()
-    again = run_cli("core-train", *args, "--checkpoint", run_dir / "checkpoints" / "best.ckpt", "--experiment-only")
+    again = run_main("core-train", *args, "--checkpoint", run_dir / "checkpoints" / "best.ckpt", "--experiment-only")
     assert again.returncode == 0, again.stderr
     assert "experiment digit peak accuracy @ stimulus_contrast.stimulus_contrast=1.0" in again.stdout
     assert len(list(csv.DictReader(open(run_dir / "experiment.csv")))) == 72
@@ -155,7 +155,7 @@ def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path, capsys):
 
 def test_duration_and_interval_configs_train(tmp_path):
     for name in ("stimulus_duration", "stimulus_interval"):
-        result = run_cli("core-train", "--config", f"configs/{name}.yaml", "--set", f"output_dir={tmp_path}",
+        result = run_main("core-train", "--config", f"configs/{name}.yaml", "--set", f"output_dir={tmp_path}",
                          "--set", "trainer.max_epochs=1", "--set", "trainer.limit_train_batches=3", "--set",
                          "trainer.limit_val_batches=2", "--set", "trainer.limit_test_batches=2", "--set",
                          "trainer.enable_progress_bar=false")
