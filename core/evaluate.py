@@ -91,8 +91,7 @@ def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError("", f"{run_dir} holds no config.yaml", fix="pass a run directory, e.g. runs/quickstart")
     config = load_config(run_dir / "config.yaml")
-    plugins = config.plugins
-    resolved = resolve(config, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
+    resolved = resolve(config, Registry.of_run(config))
     datamodule, module, path = trained_modules(resolved, run_dir, checkpoint)
     return LoadedRun(config, resolved, module.eval(), datamodule, path)
 

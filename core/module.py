@@ -339,6 +339,5 @@ def _parts_of(config: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, int], 
     from core.resolve import resolve
 
     run = parse_config(config)
-    plugins = run.plugins
-    resolved = resolve(run, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require))
+    resolved = resolve(run, Registry.of_run(run))
     return resolved.model, resolved.heads, resolved.loss_weights, run.optim

@@ -16,13 +16,16 @@ import types
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import importlib_metadata
 import pluggy
 
 from core import hookspecs
 from core.errors import ConfigError, PluginError, PluginUnavailable, choices_text, did_you_mean
+
+if TYPE_CHECKING:
+    from core.config import RunConfig
 
 GROUP = "core.plugins"
 AUTOLOAD_ENV = "CORE_DISABLE_PLUGIN_AUTOLOAD"
@@ -102,6 +105,12 @@ class Registry:
         self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
 
     # ----------------------------------------------------------------- loading
+    @classmethod
+    def of_run(cls, config: RunConfig) -> Registry:
+        """The plugins a run's ``plugins:`` section selects (:meth:`load` with its keys)."""
+        plugins = config.plugins
+        return cls.load(disable=plugins.disable, only=plugins.only, require=plugins.require)
+
     @classmethod
     def load(
         cls,

@@ -89,8 +89,7 @@ def _load(argv: list[str]) -> tuple[RunConfig | None, Registry]:
     if known.config is None:
         return None, Registry.load()
     config = load_config(known.config, known.overrides)
-    plugins = config.plugins
-    return config, Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require)
+    return config, Registry.of_run(config)
 
 
 def _commands(registry: Registry) -> dict[str, Command]:

@@ -48,6 +48,7 @@ class Sweep(Command):
         imports no torch). Each run loads the plugins its own config selects."""
         from core.cli.train import prepare
         from core.config import load_config
+        from core.registry import Registry
         from plugins.sweep.grid import combinations, parse_grid, run_overrides
 
         axes = parse_grid(args.grid)
@@ -57,7 +58,7 @@ class Sweep(Command):
                 print(f"{separator}# sweep run {index:03d}: " + ", ".join(f"{k}={v}" for k, v in values.items()),
                       flush=True)
             run = load_config(args.config, args.overrides + run_overrides(config, index, values))
-            prepare(args, run, _registry(run))
+            prepare(args, run, Registry.of_run(run))
         if args.dry_run or args.print_config:
             return 0
         return _train(args, config, axes)
@@ -68,6 +69,7 @@ def _train(args: argparse.Namespace, config: RunConfig, axes: dict[str, list[Any
 
     from core.config import load_config
     from core.paths import check_output_dir
+    from core.registry import Registry
     from core.resolve import resolve
     from core.run import fit_and_test, prepare_run_dir
     from plugins.sweep.grid import run_sweep_grid
@@ -77,17 +79,9 @@ def _train(args: argparse.Namespace, config: RunConfig, axes: dict[str, list[Any
     def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
         run = load_config(args.config, args.overrides + overrides)
         lightning.seed_everything(run.seed, workers=True, verbose=False)
-        resolved = resolve(run, _registry(run))
+        resolved = resolve(run, Registry.of_run(run))
         return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume), resume=resume)
 
     folder = run_sweep_grid(config, axes, train)
     print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
     return 0
-
-
-def _registry(run: RunConfig) -> Registry:
-    """The plugins ``run``'s config selects."""
-    from core.registry import Registry
-
-    plugins = run.plugins
-    return Registry.load(disable=plugins.disable, only=plugins.only, require=plugins.require)
