@@ -27,6 +27,13 @@ DEFAULT_CALLBACKS = ("lr_monitor",)
 # each with the trainer switch that turns it off (None: always on); components like any other
 STANDARD_CALLBACKS = {"epoch_summary": None, "curves": None, "progress_bar": "enable_progress_bar",
                       "model_summary": "enable_model_summary"}
+
+
+def switched_off(callback: str, trainer: dict[str, Any]) -> bool:
+    """Whether the trainer options turn the standard callback ``callback`` off (Lightning's
+    ``None`` for a switch means on)."""
+    switch = STANDARD_CALLBACKS.get(callback)
+    return switch is not None and trainer.get(switch) is False
 MAX_YAML_DEPTH = 100  # levels of nesting (a run config has about 5)
 MAX_YAML_VALUES = 100_000  # values (scalars, lists, mappings) once aliases are expanded
 SEED_MAX = 2**32 - 1  # numpy's and lightning.seed_everything's range

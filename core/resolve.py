@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.compiling import check_compile
-from core.config import STANDARD_CALLBACKS, RunConfig, component
+from core.config import STANDARD_CALLBACKS, RunConfig, component, switched_off
 from core.datasets import DatasetSpec, dataset_specs
 from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean, short_repr
 from core.fitting import check_learners
@@ -162,10 +162,9 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     logger_c = check_list(config, registry, "logger", "logging")
     callback_c = check_list(config, registry, "callback", "callbacks")
     for checked in callback_c:  # Lightning refuses a progress bar (or summary) its switch turned off
-        switch = STANDARD_CALLBACKS.get(checked.used.name)
-        if switch and config.trainer.get(switch) is False:
-            raise ConfigError(checked.used.path, f"callback '{checked.used.name}' is listed, but trainer.{switch} is false",
-                              fix="remove one of them")
+        if switched_off(checked.used.name, config.trainer):
+            raise ConfigError(checked.used.path, f"callback '{checked.used.name}' is listed, but "
+                              f"trainer.{STANDARD_CALLBACKS[checked.used.name]} is false", fix="remove one of them")
     used: list[Used] = []
     free = accelerator_free(config.trainer)
     datasets = [_resolve_dataset(spec, config, registry, used) for spec in dataset_specs(config)]

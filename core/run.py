@@ -19,7 +19,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from core.config import STANDARD_CALLBACKS, RunConfig, to_yaml
+from core.config import STANDARD_CALLBACKS, RunConfig, switched_off, to_yaml
 from core.durable import RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
@@ -142,9 +142,8 @@ def standard_callbacks(resolved: ResolvedRun, names: tuple[str, ...] = tuple(STA
     for a trainer that builds no listed callbacks)."""
     listed = {checked.used.name: checked for checked in resolved.callbacks}
     found = resolved.registry.components["callback"]
-    chosen = [name for name, switch in STANDARD_CALLBACKS.items()
-              if name in names and name in found
-              and (switch is None or resolved.config.trainer.get(switch) is not False)]
+    chosen = [name for name in STANDARD_CALLBACKS
+              if name in names and name in found and not switched_off(name, resolved.config.trainer)]
     return [listed[name].build() if name in listed else found[name].resolve()() for name in chosen
             if listed_too or name not in listed]
 
