@@ -11,6 +11,7 @@ import pluggy
 
 from core.errors import ConfigError, CoreError, DataError, PluginError, PluginUnavailable
 from core.kinds import (
+    Analysis,
     Layout,
     DEVICE,
     PREPARE,
@@ -45,6 +46,7 @@ def load_run(run_dir: str, checkpoint: str | None = "best"):  # noqa: ANN201 (a 
     return load(run_dir, checkpoint)
 
 __all__ = [
+    "Analysis",
     "DEVICE",
     "PREPARE",
     "SPLITS",

@@ -109,15 +109,12 @@ class CheckpointSection(_Section):
     every_n_minutes: pydantic.PositiveFloat | None = None  # last.ckpt also every N minutes of training
 
 
-class ExperimentSection(_Section):
-    """A sweep evaluated on the test split: ``parameter`` is ``<transform>.<option>``."""
-
-    parameter: str
-    values: list[Any] = pydantic.Field(min_length=1)
-
-
 class RunConfig(_Section):
-    """The whole run. ``trainer`` is passed to ``lightning.Trainer`` (checked against it)."""
+    """The whole run. ``trainer`` is passed to ``lightning.Trainer`` (checked against it).
+    Any other top-level key is the section of an analysis a plugin provides (``experiment``),
+    checked once the plugins are loaded (:func:`core.resolve.check_sections`)."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
 
     name: str
     seed: int = pydantic.Field(0, ge=0, le=SEED_MAX)
@@ -135,7 +132,6 @@ class RunConfig(_Section):
     callbacks: list[ComponentSpec] = list(DEFAULT_CALLBACKS)  # added to the core's own (checkpoints, ...)
     checkpoint: CheckpointSection = CheckpointSection()
     compile: CompileSection | None = None
-    experiment: ExperimentSection | None = None
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -328,7 +324,14 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     try:
         config = RunConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
-        raise _to_config_error(exc) from None
+        error = _to_config_error(exc)
+        # a missing key given under a misspelt name is that name's error (sections of plugins are checked later)
+        extra = [key for key in raw if key not in RunConfig.model_fields]
+        typo = next((key for key in extra if did_you_mean(key, [error.path]) and error.message.endswith("missing")), None)
+        if typo is not None:
+            known = list(RunConfig.model_fields)
+            raise ConfigError(typo, f"unknown key '{typo}'{did_you_mean(typo, known)}", fix=f"valid keys here: {', '.join(known)}") from None
+        raise error from None
     check_name(config.name)
     given = [key for key, value in (("data.format", config.data.format), ("datasets", config.datasets),
                                     ("datasets_dir", config.datasets_dir)) if value is not None]

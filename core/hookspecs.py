@@ -245,3 +245,24 @@ def core_commands() -> Factories:
 
     Used as ``core-train predict --config run.yaml --split val``.
     """
+
+
+@hookspec
+def core_analyses() -> Factories:
+    """Return the analyses this plugin provides, ``{name: factory}``.
+
+    An analysis evaluates a trained model after the run's test; a run asks for it with a
+    top-level section named after it, whose mapping is the factory's options. The factory
+    returns a :class:`core.Analysis`.
+
+    Called once when the registry loads; the factory is called when a run that has the
+    section is resolved (``--dry-run`` included).
+
+    Example::
+
+        @hookimpl
+        def core_analyses():
+            return {"experiment": "plugins.experiment.sweep:ExperimentSweep"}
+
+    Used in a run as ``experiment: {parameter: stimulus_contrast.stimulus_contrast, values: [0.2, 1.0]}``.
+    """

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from core.config import RunConfig
     from core.registry import Registry
+    from core.resolve import ResolvedRun
 
 Batch = dict[str, Any]
 """A batch: a dict of tensors; ``stim`` (B, C, H, W), one integer label per head, masks."""
@@ -400,6 +401,29 @@ class Command(ABC):
     @abstractmethod
     def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
         """Do the command for the run ``config`` describes; ``registry`` holds the plugins it selects."""
+
+
+class Analysis(ABC):
+    """Kind ``analysis``: a top-level section of a run, keyed by the analysis' name
+    (``experiment: {parameter: ..., values: [...]}``), that evaluates the trained model
+    after the run's test.
+
+    The factory takes the section's options. ``plan`` checks them against the resolved run
+    before any data is loaded (``--dry-run`` reports its errors; a :class:`core.ConfigError`
+    it raises with a path relative to the section is put under the section's key). ``run``
+    gets the module (holding the best checkpoint's weights), the run's DataModule, the run
+    directory and the run's ``trainer:`` options; it writes the files ``files`` names (which
+    ``--overwrite`` removes) and returns metrics to print.
+    """
+
+    files: ClassVar[tuple[str, ...]] = ()
+
+    def plan(self, resolved: ResolvedRun) -> None:
+        """Check the options against the run (default: nothing to check)."""
+
+    @abstractmethod
+    def run(self, module: Any, datamodule: Any, run_dir: Path, trainer: dict[str, Any]) -> dict[str, float]:
+        """Evaluate ``module``, write the analysis' files into ``run_dir``; return metrics to print."""
 
 
 class Model(Protocol):

@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "logger": "core_loggers",
     "callback": "core_callbacks",
     "command": "core_commands",
+    "analysis": "core_analyses",
 }
 HOOK_NAMES = tuple(KINDS.values())
 

@@ -10,6 +10,8 @@ options, optional dependencies) here and built with each trainer (``core.run.bui
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,7 +20,7 @@ from core.config import STANDARD_CALLBACKS, RunConfig, component, switched_off
 from core.datasets import DatasetSpec, dataset_specs
 from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean, short_repr
 from core.fitting import check_learners
-from core.kinds import DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
+from core.kinds import Analysis, DataFormat, DatasetMeta, Sampler, Step, StorageBackend, layouts
 from core.memory import MemoryPlan, plan_memory, total_plan
 from core.options import option_names, validate_options
 from core.placement import Placement, accelerator_free, choose_placement
@@ -80,12 +82,13 @@ class ResolvedRun:
     used: list[Used] = field(default_factory=list)
     loggers: list[Checked] = field(default_factory=list)  # built per trainer: factory(run_dir, **options)
     callbacks: list[Checked] = field(default_factory=list)  # built per trainer: factory(**options)
+    analyses: list[Analysis] = field(default_factory=list)  # run after the test, in the config's order
 
     @property
     def heads(self) -> dict[str, int]:
         return all_heads(self.datasets)
 
-    # a run's first (usually only) dataset, for the single-dataset features (experiment sweeps)
+    # a run's first (usually only) dataset, for the single-dataset features (the experiment sweep)
     @property
     def first(self) -> ResolvedDataset:
         return self.datasets[0]
@@ -121,12 +124,17 @@ class Checked:
     options_path: str
 
     def build(self, *context: Any) -> Any:
-        """Call the factory; ``context`` goes first (models: meta). A factory's ValueError or
-        TypeError (an option combination its type hints cannot express) becomes a config error
-        at the component's YAML path, and a ConfigError's path relative to the options
-        (``urls``, or empty) is put under it."""
-        try:
+        """Call the factory; ``context`` goes first (models: meta)."""
+        with self.errors_at():
             return self.factory(*context, **self.options)
+
+    @contextmanager
+    def errors_at(self) -> Iterator[None]:
+        """A ValueError or TypeError of the component (an option combination its type hints
+        cannot express) becomes a config error at its YAML path, and a ConfigError's path
+        relative to its options (``urls``, or empty) is put under it."""
+        try:
+            yield
         except ConfigError as exc:
             if exc.path == self.options_path or exc.path.startswith(f"{self.options_path}."):
                 raise
@@ -138,21 +146,45 @@ class Checked:
 def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
     """Resolve a component's name and validate its options against the factory's signature."""
     name, options = component(spec, path)
+    return _checked(registry, kind, name, options, path, f"{path}.{name}" if isinstance(spec, dict) else path)
+
+
+def _checked(registry: Registry, kind: str, name: str, options: dict[str, Any], path: str, options_path: str) -> Checked:
     found = registry.get(kind, name, path)
     try:
         factory = found.resolve()
     except PluginUnavailable as exc:  # the component's module needs an optional package that is missing
         raise ConfigError(path, f"{kind} '{name}' of {found.plugin.origin} is unavailable: {exc}",
                           fix=f"install what it needs (above), or leave '{name}' out of the run") from None
-    options_path = f"{path}.{name}" if isinstance(spec, dict) else path
     skip = CONTEXT_ARGS.get(kind, ())
     checked = validate_options(factory, options, options_path, f"{kind} '{name}'", skip=skip)
     return Checked(Used(kind, name, path, found), factory, checked, options_path)
 
 
+def check_section_names(config: RunConfig, registry: Registry) -> None:
+    """The top-level keys beyond the core's must each name a loaded analysis (``experiment:``)."""
+    for key in config.model_extra or {}:
+        if key not in registry.components["analysis"]:
+            known = [*RunConfig.model_fields, *registry.components["analysis"]]
+            raise ConfigError(key, f"unknown key '{key}'{did_you_mean(key, known)}", fix=f"valid keys here: {', '.join(known)}")
+
+
+def check_sections(config: RunConfig, registry: Registry) -> list[Checked]:
+    """The sections of the analyses a run asks for, each a mapping of the analysis' options, checked."""
+    check_section_names(config, registry)
+    checked = []
+    for key, options in (config.model_extra or {}).items():
+        if not isinstance(options, dict):
+            raise ConfigError(key, f"{short_repr(options)} is not a mapping of the analysis' options",
+                              fix=f"write it as {key}: {{option: value, ...}} (core-plugins show {key})")
+        checked.append(_checked(registry, "analysis", key, options, key, key))
+    return checked
+
+
 def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     """Check every component of ``config``, then build them; load no samples."""
     data = config.data
+    analysis_c = check_sections(config, registry)
     check_trainer(config.trainer)
     check_compile(config.compile, config.trainer)
     if data.placement == "device" and data.num_workers:
@@ -179,8 +211,14 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     model = build_model(model_c, [d.model_meta for d in datasets])
     for checked in callback_c:  # built once here so that --dry-run reports an option combination a factory refuses
         checked.build()
-    used += [model_c.used, *(c.used for c in logger_c), *(c.used for c in callback_c)]
-    return ResolvedRun(config, registry, datasets, model, loss_weights, memory, placement, used, logger_c, callback_c)
+    used += [model_c.used, *(c.used for c in logger_c), *(c.used for c in callback_c), *(c.used for c in analysis_c)]
+    resolved = ResolvedRun(config, registry, datasets, model, loss_weights, memory, placement, used, logger_c, callback_c)
+    for checked in analysis_c:
+        analysis = checked.build()
+        with checked.errors_at():
+            analysis.plan(resolved)
+        resolved.analyses.append(analysis)
+    return resolved
 
 
 def check_list(config: RunConfig, registry: Registry, kind: str, key: str) -> list[Checked]:

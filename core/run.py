@@ -24,11 +24,11 @@ from core.durable import RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
 from core.kinds import InOrder, wrappers
-from core.experiment import Sweep, run_sweep
+from core.registry import Registry
 from core.resolve import ResolvedRun, format_wrappers
 
 RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "learned.json",
-             "checkpoints", "experiment.csv", "experiment.png", "tensorboard", "wandb", "mlruns")
+             "checkpoints", "tensorboard", "wandb", "mlruns")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -38,8 +38,9 @@ def run_dir_of(config: RunConfig) -> Path:
 HELD: dict[Path, RunLock] = {}  # the run directories this process trains in (a sweep: several)
 
 
-def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> Path:
-    """Create (or check) the run directory; never silently mix two runs in one."""
+def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool, registry: Registry) -> Path:
+    """Create (or check) the run directory; never silently mix two runs in one. The files of
+    a run are the core's and those of every analysis ``registry`` holds."""
     run_dir = run_dir_of(config)
     last = run_dir / "checkpoints" / "last.ckpt"
     # before anything is read or deleted, held until the process ends; the other ranks of a
@@ -53,7 +54,9 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> Path:
                 "", f"--resume: no checkpoint at {last}", fix="start the run without --resume (nothing to continue)"
             )
         return run_dir
-    previous = [name for name in RUN_FILES if (run_dir / name).exists()]
+    analyses = registry.components["analysis"].values()
+    files = [*RUN_FILES, *(name for component in analyses for name in component.resolve().files)]
+    previous = [name for name in files if (run_dir / name).exists()]
     if previous:
         # a run stopped before its first checkpoint has nothing to continue: start it again
         if last.is_file() and not overwrite:
@@ -187,10 +190,9 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     return trainer, datamodule, module, best
 
 
-def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Sweep | None = None,
-                 test: bool = True) -> dict[str, float]:
-    """Train with Lightning, test the best checkpoint (unless not ``test``), run the
-    experiment sweep if any; return the test metrics."""
+def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, test: bool = True) -> dict[str, float]:
+    """Train with Lightning, test the best checkpoint and run the config's analyses (unless
+    not ``test``); return the test metrics."""
     from core.metrics_log import truncate_after
 
     config = resolved.config
@@ -228,27 +230,9 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, sweep: Swee
         raise
     results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
                            weights_only=True) if test else []
-    if sweep is not None and test:  # the module now holds the best checkpoint's weights
-        run_sweep(sweep, module, datamodule, config.trainer, run_dir)
+    for analysis in resolved.analyses if test else ():  # the module now holds the best checkpoint's weights
+        analysis.run(module, datamodule, run_dir, config.trainer)
     return _headline(results[0] if results else {})
-
-
-def experiment_only(resolved: ResolvedRun, sweep: Sweep | None, checkpoint: str) -> dict[str, float]:
-    """Load a checkpoint's weights and run the experiment sweep; no training."""
-    if sweep is None:
-        raise ConfigError("experiment", "--experiment-only needs an experiment section in the config",
-                          fix="add experiment: {parameter: <transform>.<option>, values: [...]}")
-    from core.evaluate import trained_modules
-
-    run_dir = run_dir_of(resolved.config)
-    datamodule, module, _ = trained_modules(resolved, run_dir, checkpoint)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rows = run_sweep(sweep, module, datamodule, resolved.config.trainer, run_dir)
-    peaks: dict[str, float] = {}
-    for r in rows:  # the best time step per value and head; every step is in experiment.csv
-        key = f"experiment {r['head']} peak accuracy @ {sweep.parameter}={r['value']}"
-        peaks[key] = max(peaks.get(key, 0.0), r["accuracy"])
-    return peaks
 
 
 def _trainer_options(options: dict[str, Any], datasets: int) -> dict[str, Any]:

@@ -139,11 +139,12 @@ def run_config(config: Mapping[str, Any], *, registry: Registry | None = None,
     parsed = parse_config(raw)
     with quiet_terminal():
         lightning.seed_everything(parsed.seed, workers=True, verbose=False)
-        resolved = resolve(parsed, _or_default(registry))
+        registry = _or_default(registry)
+        resolved = resolve(parsed, registry)
         check_accelerator(parsed.trainer)
         check_fits(resolved.memory)
         check_output_dir(parsed)
-        run_dir = prepare_run_dir(parsed, resume=False, overwrite=True)
+        run_dir = prepare_run_dir(parsed, resume=False, overwrite=True, registry=registry)
         tested = fit_and_test(resolved, run_dir, resume=False)
     metrics: dict[str, float] = {}
     if (run_dir / "metrics.csv").is_file():

@@ -103,7 +103,7 @@ def test_a_mistyped_command_names_the_close_one(capsys, write_config):
     assert train_cli.main(["tets", "--config", str(write_config(SMALL_RUN))]) == 2
     err = capsys.readouterr().err
     assert "config error at command: no command named 'tets' (did you mean 'test'?)" in err
-    assert "fit, validate, test, predict, sweep" in err
+    assert "fit, validate, test, experiment, predict, sweep" in err
 
 
 def test_a_sweep_refuses_the_flags_of_a_single_run(capsys, write_config):

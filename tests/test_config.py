@@ -2,6 +2,8 @@ import pytest
 
 from core import ConfigError
 from core.config import apply_override, component, load_config, parse_config, read_yaml
+from core.registry import Registry
+from core.resolve import check_section_names
 
 MINIMAL = {"name": "r", "data": {"format": "digits"}, "model": "simple_cnn"}
 
@@ -35,7 +37,10 @@ def test_unknown_keys_suggest_the_closest():
         parse_config({**MINIMAL, "data": {"format": "digits", "batch_sise": 3}})
     assert "config error at data.batch_sise: unknown key 'batch_sise' (did you mean 'batch_size'?)" in str(err.value)
     with pytest.raises(ConfigError, match="config error at modle: unknown key 'modle' \\(did you mean 'model'"):
-        parse_config({**MINIMAL, "modle": "x"})
+        parse_config({key: value for key, value in MINIMAL.items() if key != "model"} | {"modle": "x"})
+    # beside a complete config, a top-level key may be a plugin's section: checked once the plugins are loaded
+    with pytest.raises(ConfigError, match="config error at experimnet: unknown key 'experimnet' \\(did you mean 'experiment'"):
+        check_section_names(parse_config({**MINIMAL, "experimnet": {}}), Registry.load())
 
 
 def test_wrong_types_and_missing_keys_name_the_path():

@@ -85,7 +85,7 @@ def test_aliases_used_normally_still_work(write_config):
         optim: &o {optimizer: sgd, lr: 0.2}
         experiment: {parameter: pixelnorm.mean, values: [*o]}
     """))
-    assert config.optim.optimizer == "sgd" and config.experiment.values == [{"optimizer": "sgd", "lr": 0.2}]
+    assert config.optim.optimizer == "sgd" and config.model_extra["experiment"]["values"] == [{"optimizer": "sgd", "lr": 0.2}]
     assert load_yaml("a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\n", "t") == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
 
 

@@ -1,5 +1,5 @@
-"""What a run shows: curves.png panels per metric family, experiment.png's stimulus window and
-chance, the terminal filters and the final summary of core-train."""
+"""What a run shows: curves.png panels per metric family, the terminal filters and the final
+summary of core-train."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import pytest
 
 from core.metrics_log import read_epoch_metrics
 from plugins.callbacks.curves import curves_figure, plot_curves
-from core.experiment import experiment_figure, stimulus_window
-from core.kinds import Step
 from core.terminal import LIGHTNING_LOGGERS, quiet_terminal
 from tests.conftest import SMALL_RUN, run_cli
 
@@ -97,42 +95,6 @@ def test_curves_without_epoch_metrics(tmp_path: Path) -> None:
     _csv(tmp_path / "metrics.csv", "epoch,step,test/loss\n0,1,0.5")
     assert plot_curves(tmp_path / "metrics.csv", tmp_path / "curves.png") is None
     assert not (tmp_path / "curves.png").exists()
-
-
-def _rows(values: list[float], steps: int = 12) -> list[dict]:
-    return [{"value": v, "timestep": t, "head": "digit", "accuracy": 0.1 + v * 0.8 * (2 <= t < 8)}
-            for v in values for t in range(steps)]
-
-
-def _spans(ax: object) -> list[tuple[float, float]]:
-    return sorted((p.get_x(), p.get_x() + p.get_width()) for p in ax.patches)  # axvspan's rectangles
-
-
-def test_experiment_figure_shades_the_stimulus_and_draws_chance() -> None:
-    from plugins.stimulus_timing.schedules import StimulusContrast, StimulusDuration
-
-    values = [0.2, 1.0]
-    windows = [stimulus_window([Step("data.transforms.0", "pixelnorm", object()),
-                                Step("data.transforms.1", "stimulus_contrast", StimulusContrast(12, 6, 2, c))])
-               for c in values]
-    assert windows[0] == [False] * 2 + [True] * 6 + [False] * 4
-    fig = experiment_figure(_rows(values), "stimulus_contrast.stimulus_contrast", windows, {"digit": 10})
-    (ax,) = fig.axes
-    assert _spans(ax) == [(1.5, 7.5)]  # one shared window, grey
-    chance = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
-    assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.1, 0.1]
-    plt.close(fig)
-
-    # a sweep that moves the window: one span per value
-    windows = [stimulus_window([Step("data.transforms.0", "stimulus_duration", StimulusDuration(12, d, 2))])
-               for d in (2, 4)]
-    fig = experiment_figure(_rows([2, 4]), "stimulus_duration.stimulus_duration", windows, {"digit": 10})
-    assert _spans(fig.axes[0]) == [(1.5, 3.5), (1.5, 5.5)]
-    plt.close(fig)
-
-    fig = experiment_figure(_rows([1.0], steps=1), "x.y", [None], None)  # no schedule, no classes: nothing added
-    assert _spans(fig.axes[0]) == [] and all(line.get_linestyle() != "--" for line in fig.axes[0].get_lines())
-    plt.close(fig)
 
 
 def test_quiet_terminal_filters_only_while_it_holds() -> None:

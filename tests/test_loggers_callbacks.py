@@ -40,7 +40,7 @@ def config_of(tmp_path, **run):
 def fit(tmp_path, registry, **run):
     config = config_of(tmp_path, **run)
     resolved = resolve(config, registry)
-    run_dir = prepare_run_dir(config, resume=False, overwrite=False)
+    run_dir = prepare_run_dir(config, resume=False, overwrite=False, registry=registry)
     trainer, datamodule, module, _ = build_trainer(resolved, run_dir)
     trainer.fit(module, datamodule=datamodule)
     return trainer, run_dir

@@ -55,16 +55,16 @@ def test_resolve_builds_without_loading_data(registry):
     assert resolved.used[0].row()["distribution"] == "(not installed)"
 
 
-def test_run_directory_without_a_checkpoint_starts_again_one_with_one_is_kept(tmp_path):
+def test_run_directory_without_a_checkpoint_starts_again_one_with_one_is_kept(tmp_path, registry):
     from core.errors import ConfigError as Refused
     from core.run import prepare_run_dir
 
     config = parse_config({"name": "r", "output_dir": str(tmp_path), "data": {"format": "digits"}, "model": "simple_cnn"})
-    run_dir = prepare_run_dir(config, resume=False, overwrite=False)
+    run_dir = prepare_run_dir(config, resume=False, overwrite=False, registry=registry)
     (run_dir / "metrics.csv").write_text("epoch\n")  # stopped before its first checkpoint
-    assert prepare_run_dir(config, resume=False, overwrite=False) == run_dir and not (run_dir / "metrics.csv").exists()
+    assert prepare_run_dir(config, resume=False, overwrite=False, registry=registry) == run_dir and not (run_dir / "metrics.csv").exists()
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
     with pytest.raises(Refused, match="already holds a run"):
-        prepare_run_dir(config, resume=False, overwrite=False)
-    assert prepare_run_dir(config, resume=True, overwrite=False) == run_dir
+        prepare_run_dir(config, resume=False, overwrite=False, registry=registry)
+    assert prepare_run_dir(config, resume=True, overwrite=False, registry=registry) == run_dir

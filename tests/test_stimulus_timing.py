@@ -1,4 +1,4 @@
-"""Timing schedules built on the device, the recurrent model's losses, experiment sweeps."""
+"""Timing schedules built on the device, the recurrent model's losses."""
 
 import csv
 
@@ -9,7 +9,6 @@ import torch
 from core import ConfigError, DatasetMeta, Layout
 from core.cli.train import main as core_train
 from core.config import OptimSection, parse_config
-from core.experiment import plan_sweep
 from core.module import MultiHeadClassifier
 from core.registry import Registry
 from core.resolve import resolve
@@ -113,44 +112,6 @@ def test_recurrent_cnn_reads_out_every_step_and_loss_on_selects_steps():
         expected = torch.nn.functional.cross_entropy(logits[counted], target[counted])
         torch.testing.assert_close(loss, expected)
         torch.testing.assert_close(acc, (logits[counted].argmax(-1) == target[counted]).float().mean())
-
-
-def test_experiment_parameter_must_name_a_device_transform_option():
-    contrast = {"stimulus_contrast": {"n_timesteps": 6, "stimulus_duration": 2}}
-    with pytest.raises(ConfigError, match="experiment.parameter: transform 'stimulus_contrast' has no option 'contrast' \\(did you mean 'stimulus_contrast'"):
-        plan_sweep(resolved("pixelnorm", contrast, experiment={"parameter": "stimulus_contrast.contrast", "values": [0.5]}))
-    with pytest.raises(ConfigError, match="'stimulus_durration.n_timesteps' must be <transform>.<option> naming a transform of data.transforms"):
-        plan_sweep(resolved("pixelnorm", contrast, experiment={"parameter": "stimulus_durration.n_timesteps", "values": [3]}))
-    with pytest.raises(ConfigError, match="experiment.values.1.stimulus_contrast: transform 'stimulus_contrast': stimulus_contrast must be in \\[0, 1\\], not 2"):
-        plan_sweep(resolved("pixelnorm", contrast, experiment={"parameter": "stimulus_contrast.stimulus_contrast", "values": [0.5, 2]}))
-    sweep = plan_sweep(resolved("pixelnorm", contrast, experiment={"parameter": "stimulus_contrast.stimulus_contrast", "values": [0.2, 1]}))
-    assert [t.contrast for t in sweep.transforms] == [0.2, 1.0] and sweep.position == 1
-
-
-def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path, capsys):
-    args = ["--config", "configs/contrast_experiment.yaml", "--set", f"output_dir={tmp_path}", "--set", "trainer.max_epochs=4",
-            "--set", "trainer.enable_progress_bar=false"]
-    result = run_cli("core-train", *args)
-    assert result.returncode == 0, result.stderr
-    run_dir = tmp_path / "contrast_experiment"
-    rows = list(csv.DictReader(open(run_dir / "experiment.csv")))
-    assert len(rows) == 6 * 12 and (run_dir / "experiment.png").is_file()
-    on_steps = range(2, 8)
-
-    def mean_on(value):
-        return np.mean([float(r["accuracy"]) for r in rows if float(r["value"]) == value and int(r["timestep"]) in on_steps])
-
-    assert mean_on(1.0) > 0.5 > 0.1 * 3  # well above chance (0.1) at full contrast
-    assert mean_on(0.1) < mean_on(1.0) - 0.2  # and lower at the lowest contrast
-    (run_dir / "experiment.csv").unlink()
-    again = run_main("core-train", *args, "--checkpoint", run_dir / "checkpoints" / "best.ckpt", "--experiment-only")
-    assert again.returncode == 0, again.stderr
-    assert "experiment digit peak accuracy @ stimulus_contrast.stimulus_contrast=1.0" in again.stdout
-    assert len(list(csv.DictReader(open(run_dir / "experiment.csv")))) == 72
-    assert core_train([*args, "--checkpoint", str(tmp_path / "nope.ckpt"), "--experiment-only"]) == 2
-    assert "config error at --checkpoint: no checkpoint at" in capsys.readouterr().err
-    assert core_train([*args, "--checkpoint", str(run_dir / "checkpoints" / "best.ckpt")]) == 2
-    assert "--checkpoint names what validate, test, predict or --experiment-only evaluates" in capsys.readouterr().err
 
 
 def test_duration_and_interval_configs_train(tmp_path):

@@ -21,7 +21,6 @@ from core.cli import cli
 
 if TYPE_CHECKING:
     from core.config import RunConfig
-    from core.experiment import Sweep
     from core.kinds import Command
     from core.registry import Registry
     from core.resolve import ResolvedRun
@@ -54,9 +53,8 @@ def _own_flags(p: argparse.ArgumentParser, evaluators: list[str]) -> argparse.Ar
     p.add_argument("--dry-run", action="store_true", help="resolve and validate everything, load no data")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="start again in a run directory that holds a run")
-    p.add_argument("--checkpoint", metavar="PATH", help=f"{'/'.join(evaluators)}/--experiment-only: the "
+    p.add_argument("--checkpoint", metavar="PATH", help=f"{'/'.join(evaluators)}: the "
                    "checkpoint (a path, or best / last of the run directory; default best)")
-    p.add_argument("--experiment-only", action="store_true", help="run the config's experiment sweep from --checkpoint, no training")
     return p
 
 
@@ -137,33 +135,29 @@ def _check_flags(args: argparse.Namespace, commands: Mapping[str, Command]) -> N
     """Flags that only make sense together (or with one subcommand); each command checks its own."""
     from core.errors import ConfigError
 
-    if args.experiment_only and not args.checkpoint:
-        raise ConfigError("", "--experiment-only evaluates a checkpoint: give it with --checkpoint",
-                          fix="evaluate a checkpoint with both; continue training with --resume")
     evaluators = _evaluators(commands)
-    if args.checkpoint and not (args.experiment_only or args.command in evaluators):
-        raise ConfigError("", f"--checkpoint names what {', '.join(evaluators)} or --experiment-only evaluates",
+    if args.checkpoint and args.command not in evaluators:
+        raise ConfigError("", f"--checkpoint names what {', '.join(evaluators[:-1])} or {evaluators[-1]} evaluates",
                           fix="continue training with --resume; evaluate with core-train test --checkpoint PATH")
     for name, command in commands.items():
         command.check(args, args.command == name)
 
 
-def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> tuple[ResolvedRun, Sweep | None] | None:
+def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> ResolvedRun | None:
     """What training and every evaluation of the run share: ``--print-config``, resolving
-    the config, ``--dry-run``, the accelerator and memory checks, ``--experiment-only``.
-    Returns the resolved run and its experiment sweep (None without ``experiment:``), or
-    None when a flag has done all there is to do (exit 0). A command that evaluates the run
-    (``predict``) calls it first::
+    the config, ``--dry-run``, the accelerator and memory checks. Returns the resolved run,
+    or None when a flag has done all there is to do (exit 0). A command that evaluates the
+    run (``predict``) calls it first::
 
-        prepared = prepare(args, config, registry)
-        if prepared is None:
+        resolved = prepare(args, config, registry)
+        if resolved is None:
             return 0
-        resolved, _ = prepared
     """
     from core.config import to_yaml
     from core.errors import ConfigError
-    from core.resolve import check_accelerator, resolve
+    from core.resolve import check_accelerator, check_section_names, resolve
 
+    check_section_names(config, registry)
     if args.print_config:
         sys.stdout.write(to_yaml(config))
         return None
@@ -172,11 +166,6 @@ def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> 
 
         lightning.seed_everything(config.seed, workers=True, verbose=False)
     resolved = resolve(config, registry)
-    sweep = None
-    if config.experiment is not None:
-        from core.experiment import plan_sweep
-
-        sweep = plan_sweep(resolved)
     if args.dry_run:
         from core.report import print_dry_run
 
@@ -188,23 +177,17 @@ def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> 
         return None
 
     from core.memory import check_fits
-    from core.report import print_test_results
-    from core.run import experiment_only, run_dir_of
 
     check_accelerator(config.trainer)
     check_fits(resolved.memory)
-    if args.experiment_only:
-        print_test_results(experiment_only(resolved, sweep, args.checkpoint), run_dir_of(config))
-        return None
-    return resolved, sweep
+    return resolved
 
 
 def _run(args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
     """Train (and test) the run, or validate / test a checkpoint of it."""
-    prepared = prepare(args, config, registry)
-    if prepared is None:
+    resolved = prepare(args, config, registry)
+    if resolved is None:
         return 0
-    resolved, sweep = prepared
     from core.report import print_run_summary
     from core.run import fit_and_test, prepare_run_dir, run_dir_of
 
@@ -213,8 +196,8 @@ def _run(args: argparse.Namespace, config: RunConfig, registry: Registry) -> int
     from core.paths import check_output_dir
 
     check_output_dir(config)
-    run_dir = prepare_run_dir(config, resume=args.resume, overwrite=args.overwrite)
-    results = fit_and_test(resolved, run_dir, resume=args.resume, sweep=sweep, test=args.command != "fit")
+    run_dir = prepare_run_dir(config, resume=args.resume, overwrite=args.overwrite, registry=registry)
+    results = fit_and_test(resolved, run_dir, resume=args.resume, test=args.command != "fit")
     print_run_summary(results, run_dir)
     return 0
 

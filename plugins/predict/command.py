@@ -39,14 +39,14 @@ class Predict(Command):
     def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
         from core.cli.train import prepare
 
-        prepared = prepare(args, config, registry)
-        if prepared is None:  # --print-config, --dry-run: torch and h5py stay unloaded for --print-config
+        resolved = prepare(args, config, registry)
+        if resolved is None:  # --print-config, --dry-run: torch and h5py stay unloaded for --print-config
             return 0
         from core.run import run_dir_of
         from plugins.predict.writer import predict
 
         record = [name.strip() for name in args.record.split(",") if name.strip()]
-        path = predict(prepared[0], run_dir_of(config), args.checkpoint, args.split, record,
+        path = predict(resolved, run_dir_of(config), args.checkpoint, args.split, record,
                        Path(args.output) if args.output else None)
         print(f"predictions: {path}")
         return 0

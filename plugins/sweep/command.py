@@ -34,8 +34,7 @@ class Sweep(Command):
         if bool(args.grid) != chosen:
             raise ConfigError("--grid", "core-train sweep and --grid go together",
                               fix="core-train sweep --config run.yaml --grid optim.lr=1e-3,3e-3")
-        flag = next((f for f, given in (("--resume", args.resume), ("--overwrite", args.overwrite),
-                                         ("--experiment-only", args.experiment_only)) if given), None)
+        flag = next((f for f, given in (("--resume", args.resume), ("--overwrite", args.overwrite)) if given), None)
         if chosen and flag:
             raise ConfigError(flag, f"core-train sweep does not take {flag}",
                               fix="run the same sweep again: finished runs are kept, interrupted ones resume; "
@@ -79,8 +78,10 @@ def _train(args: argparse.Namespace, config: RunConfig, axes: dict[str, list[Any
     def train(overrides: list[str], run_dir: Path, resume: bool) -> dict[str, float]:
         run = load_config(args.config, args.overrides + overrides)
         lightning.seed_everything(run.seed, workers=True, verbose=False)
-        resolved = resolve(run, Registry.of_run(run))
-        return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume), resume=resume)
+        registry = Registry.of_run(run)
+        resolved = resolve(run, registry)
+        return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume, registry=registry),
+                            resume=resume)
 
     folder = run_sweep_grid(config, axes, train)
     print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
