@@ -39,13 +39,13 @@ def test_quickstart_trains_to_95_percent_and_writes_the_run_directory(tmp_path):
 
 
 def test_fresh_run_refuses_to_mix_with_an_existing_one_and_resume_continues(write_config, tmp_path):
+    # in this process (no interpreter start-up), whose lock on the run directory lasts until pytest ends
     path = write_config(SMALL_RUN.replace("max_epochs: 2", "max_epochs: 1"))
-    assert run_cli("core-train", "--config", path).returncode == 0
-    resumed = run_cli("core-train", "--config", path, "--resume", "--set", "trainer.max_epochs=2")
+    assert run_main("core-train", "--config", path).returncode == 0
+    resumed = run_main("core-train", "--config", path, "--resume", "--set", "trainer.max_epochs=2")
     assert resumed.returncode == 0, resumed.stderr
     epochs = [e for e, _ in column(read_metrics(tmp_path / "runs" / "small"), "val/digit_acc")]
     assert epochs == [0, 1]
-    # last: in this process, whose lock on the run directory then lasts until pytest ends
     again = run_main("core-train", "--config", path)
     assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume" in again.stderr
     assert "Traceback" not in again.stderr

@@ -146,11 +146,12 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
                    "size=16", "--option", "neurons=25", str(other)).returncode == 0
     moved = tmp_path / "moved.yaml"
     moved.write_text(path.read_text().replace(str(data), str(other)))
-    refused = run_cli("core-train", "--config", moved, "--resume", "--set", "name=multi")
+    # the refusals in this process (no interpreter start-up); both hold the run's lock until the suite ends
+    refused = run_main("core-train", "--config", moved, "--resume", "--set", "name=multi")
     assert refused.returncode == 2 and "config error at datasets: --resume continues the run as it was trained" in refused.stderr
     for session in other.glob("*.h5"):  # the same paths, other contents
         shutil.copy(session, data / session.name)
-    resumed = run_cli("core-train", "--config", path, "--resume", "--set", "trainer.max_epochs=5")
+    resumed = run_main("core-train", "--config", path, "--resume", "--set", "trainer.max_epochs=5")
     assert resumed.returncode == 2, resumed.stderr[-3000:]
     assert "does not fit this run's model" in resumed.stderr and "model.readouts.s0" in resumed.stderr
     # the core of a trained run loads into a new run
