@@ -276,6 +276,8 @@ class CoreDataModule(lightning.LightningDataModule):
     def teardown(self, stage: str) -> None:
         if self.sharing is not None:  # the segments go; the tensors mapped from them stay valid
             self.sharing.close()
+        for parts in self.datasets:
+            parts.fmt.close()
 
     def _place(self, held: dict[str, torch.Tensor], split: str) -> dict[str, torch.Tensor]:
         """A held split where it is used: with ``data.shard`` only this rank's share of the

@@ -150,6 +150,11 @@ class DataFormat(ABC):
         (the default): not known before the split opens."""
         return None
 
+    def close(self) -> None:
+        """Release the files ``open`` keeps open; called when a stage of the run ends (a later
+        ``open`` or read opens them again). Within one process (a notebook, a sweep) a file
+        left open would be read through its old handle after it is rewritten. Default: nothing."""
+
 
 class FormatWrapper(DataFormat):
     """Kind ``format_wrapper``: options every format takes beside its own, and the format they change.
@@ -166,6 +171,9 @@ class FormatWrapper(DataFormat):
     def __init__(self, fmt: DataFormat, path: str) -> None:
         self.fmt, self.path = fmt, path
         self.streams = fmt.streams
+
+    def close(self) -> None:
+        self.fmt.close()
 
     def class_maps(self) -> dict[str, Any]:
         """The heads whose classes this wrapper renumbered, ``{head: map}``; a map has

@@ -17,7 +17,7 @@ from plugins.cifar100mh.cifar100 import Cifar100
 from plugins.cifar100mh.format import Cifar100MH
 from plugins.cifar100mh.tool import Cifar100MHTool
 from plugins.digits.format import Digits
-from tests.conftest import assert_labels_match_open, run_cli, run_main
+from tests.conftest import assert_labels_match_open, run_main
 
 PARAMS = {"note_number": (3, 12), "note_velocity": (0, 127)}  # name: (min, max)
 
@@ -214,8 +214,8 @@ def test_multi_head_training_from_the_shipped_config(tmp_path, capsys):
     converted = run_main("core-data", "convert", "--from", "digits", "--option", "image_size=32", "--option", "channels=3",
                         "--option", "heads=[digit, parity]", "--to", "cifar100mh", tmp_path / "digits-mh")
     assert converted.returncode == 0, converted.stderr
-    result = run_cli("core-train", "--config", "configs/cifar100mh.yaml", "--set", f"data.format.cifar100mh.root={tmp_path / 'digits-mh'}",
-                     "--set", f"output_dir={tmp_path}", "--set", "trainer.max_epochs=1", "--set", "trainer.enable_progress_bar=false")
+    result = run_main("core-train", "--config", "configs/cifar100mh.yaml", "--set", f"data.format.cifar100mh.root={tmp_path / 'digits-mh'}",
+                      "--set", f"output_dir={tmp_path}", "--set", "trainer.max_epochs=1", "--set", "trainer.enable_progress_bar=false")
     assert result.returncode == 0, result.stderr
     header = (tmp_path / "cifar100mh" / "metrics.csv").read_text().splitlines()[0].split(",")
     for column in ("train/loss_step", "train/digit_acc", "train/parity_acc", "val/digit_acc", "val/parity_acc",

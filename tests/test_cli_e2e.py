@@ -92,7 +92,7 @@ def test_heavy_optional_modules_are_not_imported():
 ])
 def test_each_backend_and_placement_trains(write_config, tmp_path, storage, placement, precision, transforms):
     path = write_config(SMALL_RUN)
-    result = run_cli("core-train", "--config", path, "--set", f"data.storage={storage}", "--set", f"data.placement={placement}",
+    result = run_main("core-train", "--config", path, "--set", f"data.storage={storage}", "--set", f"data.placement={placement}",
                      "--set", f"trainer.precision={precision}", "--set", f"data.transforms={transforms}",
                      "--set", "trainer.max_epochs=1")
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from core.resolve import resolve
 from core.run import prepare_run_dir
 from plugins.experiment.figure import experiment_figure
 from plugins.experiment.sweep import stimulus_window
-from tests.conftest import SMALL_RUN, run_cli, run_main
+from tests.conftest import SMALL_RUN, run_main
 from tests.test_cli_errors import fails
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -80,7 +80,7 @@ def test_overwrite_removes_an_earlier_experiments_files(tmp_path):
 def test_contrast_experiment_end_to_end_and_from_a_checkpoint(tmp_path, capsys):
     args = ["--config", "configs/contrast_experiment.yaml", "--set", f"output_dir={tmp_path}", "--set", "trainer.max_epochs=4",
             "--set", "trainer.enable_progress_bar=false"]
-    result = run_cli("core-train", *args)
+    result = run_main("core-train", *args)
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "contrast_experiment"
     rows = list(csv.DictReader(open(run_dir / "experiment.csv")))

@@ -19,7 +19,7 @@ from plugins.hdf5.reader import HandlePool, SessionRows, default_cache_bytes, sp
 from plugins.hdf5.session import read_info
 from plugins.hdf5.tool import HDF5Tool
 from plugins.uint8_pixelnorm.storage import Uint8Storage
-from tests.conftest import ROOT, run_cli, run_main
+from tests.conftest import ROOT, run_main
 
 
 def write_session(path, n=50, stim_shape=(6, 5), neurons=4, axes=None, chunks=16, extra=True, name=None, seed=0):
@@ -81,6 +81,26 @@ def test_lazy_and_memory_modes_give_identical_batches(tmp_path):
         got = lazy.read(batch)
         for key, value in memory.items():
             np.testing.assert_array_equal(got[key], value[torch.from_numpy(batch)].numpy(), err_msg=key)
+
+
+def test_close_releases_the_files_so_a_rewritten_session_is_read_anew(tmp_path):
+    """HDF5 shares one open file per process: a handle a finished run left open would serve a
+    file rewritten in place (a notebook, a sweep) from its old contents."""
+    path = tmp_path / "a.h5"
+    write_session(path, neurons=4)
+    first = HDF5Sessions(str(path), mode="lazy")
+    split = first.open("train")
+    split.read(np.arange(3))
+    assert split.pool.open_count() == 1
+    first.close()  # what the DataModule does when a stage ends
+    assert split.pool.open_count() == 0
+    split.read(np.arange(3))  # a later read opens the file again
+    assert split.pool.open_count() == 1
+    first.close()
+    with open(path, "r+b") as handle:  # rewritten in place: the same file, other contents
+        handle.truncate(0)
+    write_session(path, neurons=7)
+    assert HDF5Sessions(str(path)).meta().fields["responses"][0] == (7,)
 
 
 def test_workers_open_their_own_handles_after_a_fork(tmp_path):
@@ -209,7 +229,7 @@ def test_make_sessions_follows_its_model_and_trains_end_to_end(tmp_path):
     config.write_text((ROOT / "configs/sessions_hdf5.yaml").read_text()
                       .replace("data/sessions/*.h5", f"{sessions}/*.h5")
                       .replace("max_epochs: 5", "max_epochs: 2, enable_progress_bar: false"))
-    done = run_cli("core-train", "--config", config, "--set", f"output_dir={tmp_path / 'runs'}")
+    done = run_main("core-train", "--config", config, "--set", f"output_dir={tmp_path / 'runs'}")
     assert done.returncode == 0, done.stderr[-3000:]
     accuracy = float(done.stdout.split("test/label_acc = ")[1].split()[0])
     assert accuracy > 0.3  # 8 orientations: chance is 0.125

@@ -134,7 +134,7 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     data = tmp_path / "data"
     shutil.copytree(sessions, data)  # a copy: its files are replaced below
     path = multi_config(tmp_path, data)
-    trained = run_cli("core-train", "--config", path)
+    trained = run_main("core-train", "--config", path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     # an untrained model scores about 0 (-0.014 when measured with max_steps=1, lr=1e-9); trained, 0.56
     assert float(re.search(r"test/corr = ([-\d.]+)", trained.stdout).group(1)) > 0.3, trained.stdout
@@ -146,7 +146,6 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
                    "size=16", "--option", "neurons=25", str(other)).returncode == 0
     moved = tmp_path / "moved.yaml"
     moved.write_text(path.read_text().replace(str(data), str(other)))
-    # the refusals in this process (no interpreter start-up); both hold the run's lock until the suite ends
     refused = run_main("core-train", "--config", moved, "--resume", "--set", "name=multi")
     assert refused.returncode == 2 and "config error at datasets: --resume continues the run as it was trained" in refused.stderr
     for session in other.glob("*.h5"):  # the same paths, other contents
@@ -155,8 +154,8 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     assert resumed.returncode == 2, resumed.stderr[-3000:]
     assert "does not fit this run's model" in resumed.stderr and "model.readouts.s0" in resumed.stderr
     # the core of a trained run loads into a new run
-    pretrained = run_cli("core-train", "--config", path, "--set", "name=pretrained", "--set", "trainer.max_epochs=1",
-                         "--set", f"model.shared_core_readout.pretrained={tmp_path}/runs/multi/checkpoints/best.ckpt")
+    pretrained = run_main("core-train", "--config", path, "--set", "name=pretrained", "--set", "trainer.max_epochs=1",
+                          "--set", f"model.shared_core_readout.pretrained={tmp_path}/runs/multi/checkpoints/best.ckpt")
     assert pretrained.returncode == 0, pretrained.stderr[-3000:]
     assert "pretrained: loaded 14 of 14 core tensors" in pretrained.stderr + pretrained.stdout
 

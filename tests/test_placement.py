@@ -12,7 +12,7 @@ from core.compiling import check_compile
 from core.config import CompileSection, parse_config
 from core.placement import choose_placement
 from core.prefetch import DevicePrefetch, ready_on_current_stream
-from tests.conftest import SMALL_RUN, run_cli, run_main
+from tests.conftest import SMALL_RUN, run_main
 
 GIB = 2**30
 
@@ -83,7 +83,7 @@ def test_compile_sections_that_cannot_work_are_refused():
 
 def test_a_compiled_model_trains_and_its_checkpoint_keeps_the_eager_names(tmp_path, write_config):
     path = write_config(SMALL_RUN + "    compile: {backend: aot_eager}\n")
-    done = run_cli("core-train", "--config", path, "--set", "trainer.max_epochs=1", "--set", "trainer.precision=bf16-mixed")
+    done = run_main("core-train", "--config", path, "--set", "trainer.max_epochs=1", "--set", "trainer.precision=bf16-mixed")
     assert done.returncode == 0, done.stderr
     assert "test/digit_acc" in done.stdout
     state = torch.load(tmp_path / "runs/small/checkpoints/last.ckpt", weights_only=True)["state_dict"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core import ConfigError, DataError, DataFormat, DatasetMeta, DiskSplit, Split
-from tests.conftest import ROOT, run_cli, run_main
+from tests.conftest import ROOT, run_main
 
 wds = pytest.importorskip("webdataset")
 
@@ -368,7 +368,7 @@ def test_training_from_converted_digits_with_the_cli(write_config, digits_wds, t
         optim: {{optimizer: adamw, lr: 0.01}}
         trainer: {{max_epochs: 2, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false}}
     """)
-    result = run_cli("core-train", "--config", path)
+    result = run_main("core-train", "--config", path)
     assert result.returncode == 0, result.stderr
     accuracy = float(re.search(r"test/digit_acc = ([0-9.]+)", result.stdout).group(1))
     assert accuracy > 0.3  # two epochs of a tiny model: learning, not converged
@@ -490,7 +490,7 @@ def test_a_truncated_training_shard_with_warn_and_continue_still_validates(tmp_p
         model: {{simple_cnn: {{conv1: 4, conv2: 4, fc_hidden: 8}}}}
         trainer: {{max_epochs: 1, accelerator: cpu, enable_progress_bar: false, enable_model_summary: false}}
     """)
-    done = run_cli("core-train", "--config", config)
+    done = run_main("core-train", "--config", config)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "webdataset: skipped the rest of 1 truncated or corrupt shard(s) of the train split in epoch 0" in done.stderr
     assert (tmp_path / "runs" / "cut" / "checkpoints" / "best.ckpt").is_file()  # validation ran

@@ -18,7 +18,7 @@ from core.registry import Registry
 from core.resolve import resolve
 from core.testing import HostSyncs
 from plugins.zoo.pretrained import load_pretrained
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_main
 
 # small option sets of each model (every layer kind, a few thousand parameters): {case: (model, options)}
 TINY = {
@@ -164,7 +164,7 @@ def test_a_zoo_model_trains_from_the_cli_and_its_checkpoint_loads_whole(tmp_path
     sets = {"output_dir": tmp_path, **{f"model.vit.{key}": value for key, value in small.items()},
             "trainer.max_epochs": 1, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 1,
             "trainer.limit_test_batches": 1, "trainer.num_sanity_val_steps": 0, "trainer.enable_progress_bar": "false"}
-    done = run_cli("core-train", "--config", "configs/vit.yaml", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}")))
+    done = run_main("core-train", "--config", "configs/vit.yaml", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}")))
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"test/digit_acc = [0-9.]+", done.stdout)
     ckpt = str(tmp_path / "vit" / "checkpoints" / "best.ckpt")

@@ -194,6 +194,9 @@ class HDF5Sessions(DataFormat):
             extra={"sessions": [s.name for s in self.sessions]},
         )
 
+    def close(self) -> None:
+        self.pool.close()
+
     def labels(self, split: str) -> dict[str, np.ndarray]:
         """The head's labels of ``split`` (the label datasets only; for class groups' split sizes)."""
         first = self.sessions[0]

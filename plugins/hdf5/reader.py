@@ -72,6 +72,13 @@ class HandlePool:
             kept[name] = handle[info.datasets[name]]
         return kept[name]
 
+    def close(self) -> None:
+        """Close every file this process opened (the next read opens it again)."""
+        if self._pid == os.getpid():
+            for handle in self._files.values():
+                handle.close()
+        self._files, self._datasets = OrderedDict(), {}
+
     def open_count(self) -> int:
         return len(self._files) if self._pid == os.getpid() else 0
 
