@@ -93,8 +93,11 @@ MAINS = {"core-train": "core.cli.train", "core-data": "core.cli.data", "core-plu
 def run_main(script: str, *args: object) -> subprocess.CompletedProcess:
     """Run a console script's ``main`` in this process, from the repository root, with what it
     prints captured as text: the same code as ``run_cli`` without an interpreter's start-up
-    (about 4 s for core-train). For commands that stop at an error or a dry run, or that only
-    read or write files; runs that train (and FFCV) keep a fresh process (``run_cli``)."""
+    (5 to 10 s for a core-train that trains, on 2 cores). A run directory it trains in stays
+    locked until pytest ends, so later runs in it must be in this process too. What must be
+    seen as a user sees it (the quickstart, the terminal's output), runs that need another
+    environment (DDP, an installed third-party package) and FFCV keep a fresh process
+    (``run_cli``)."""
     main = importlib.import_module(MAINS[script]).main
     out, err, cwd = io.StringIO(), io.StringIO(), os.getcwd()
     os.chdir(ROOT)
