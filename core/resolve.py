@@ -211,7 +211,11 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
     model = build_model(model_c, [d.model_meta for d in datasets])
     for checked in callback_c:  # built once here so that --dry-run reports an option combination a factory refuses
         checked.build()
-    used += [model_c.used, *(c.used for c in logger_c), *(c.used for c in callback_c), *(c.used for c in analysis_c)]
+    listed = {c.used.name for c in callback_c}
+    standard = [Used("callback", name, "(standard)", registry.components["callback"][name])
+                for name in standard_names(config, registry) if name not in listed]
+    used += [model_c.used, *(c.used for c in logger_c), *(c.used for c in callback_c), *standard,
+             *(c.used for c in analysis_c)]
     resolved = ResolvedRun(config, registry, datasets, model, loss_weights, memory, placement, used, logger_c, callback_c)
     for checked in analysis_c:
         analysis = checked.build()
@@ -219,6 +223,13 @@ def resolve(config: RunConfig, registry: Registry) -> ResolvedRun:
             analysis.plan(resolved)
         resolved.analyses.append(analysis)
     return resolved
+
+
+def standard_names(config: RunConfig, registry: Registry) -> list[str]:
+    """The standard callbacks (:data:`core.config.STANDARD_CALLBACKS`) the run gets: those a
+    loaded plugin provides whose trainer switch is not off."""
+    found = registry.components["callback"]
+    return [name for name in STANDARD_CALLBACKS if name in found and not switched_off(name, config.trainer)]
 
 
 def check_list(config: RunConfig, registry: Registry, kind: str, key: str) -> list[Checked]:

@@ -19,13 +19,13 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from core.config import STANDARD_CALLBACKS, RunConfig, switched_off, to_yaml
+from core.config import STANDARD_CALLBACKS, RunConfig, to_yaml
 from core.durable import RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
 from core.kinds import InOrder, wrappers
 from core.registry import Registry
-from core.resolve import ResolvedRun, format_wrappers
+from core.resolve import ResolvedRun, format_wrappers, standard_names
 
 RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "learned.json",
              "checkpoints", "tensorboard", "wandb", "mlruns")
@@ -145,8 +145,7 @@ def standard_callbacks(resolved: ResolvedRun, names: tuple[str, ...] = tuple(STA
     for a trainer that builds no listed callbacks)."""
     listed = {checked.used.name: checked for checked in resolved.callbacks}
     found = resolved.registry.components["callback"]
-    chosen = [name for name in STANDARD_CALLBACKS
-              if name in names and name in found and not switched_off(name, resolved.config.trainer)]
+    chosen = [name for name in standard_names(resolved.config, resolved.registry) if name in names]
     return [listed[name].build() if name in listed else found[name].resolve()() for name in chosen
             if listed_too or name not in listed]
 

@@ -158,7 +158,8 @@ def test_defaults_are_listed_and_an_unavailable_default_logger_is_skipped(tmp_pa
     rows = [u.row() for u in resolve(config_of(tmp_path), registry).used]
     assert [(r["kind"], r["name"], r["yaml"], r["plugin"]) for r in rows if r["kind"] in ("logger", "callback")] == [
         ("logger", "csv", "logging.0", "loggers"), ("logger", "tensorboard", "logging.1", "loggers"),
-        ("callback", "lr_monitor", "callbacks.0", "callbacks")]
+        ("callback", "lr_monitor", "callbacks.0", "callbacks"), ("callback", "epoch_summary", "(standard)", "callbacks"),
+        ("callback", "curves", "(standard)", "callbacks")]  # TRAINER turns the progress bar and the summary off
 
     for module in ("tensorboard", "tensorboardX"):  # as if neither were installed
         monkeypatch.setitem(sys.modules, module, None)
@@ -239,6 +240,9 @@ def test_standard_callbacks_come_from_the_plugin_by_name_and_follow_their_switch
                                                              "ParameterSummary"]
     assert names(config_of(tmp_path)) == ["EpochSummary", "Curves"]  # both switches off in TRAINER
     assert names(config_of(tmp_path, callbacks=["curves"])) == ["EpochSummary"]  # listed: not added twice
+    used = [(u.name, u.path, u.row()["plugin"]) for u in resolve(config_of(tmp_path, callbacks=["curves"]), registry).used
+            if u.kind == "callback"]  # the rows of plugins.json and of the dry-run table
+    assert used == [("curves", "callbacks.0", "callbacks"), ("epoch_summary", "(standard)", "callbacks")]
     assert names(config_of(tmp_path, callbacks=[]), Registry.load(disable=["callbacks"])) == []
 
 

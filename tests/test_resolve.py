@@ -49,7 +49,7 @@ def test_resolve_builds_without_loading_data(registry):
     resolved = resolve(config(conv1=4), registry)
     assert EVENTS == ["format built"]
     assert [u.name for u in resolved.used] == ["spy", "uint8", "pixelnorm", "random", "simple_cnn", "csv", "tensorboard",
-                                               "lr_monitor"]
+                                               "lr_monitor", "epoch_summary", "curves", "progress_bar", "model_summary"]
     assert resolved.prepare == [] and [s.name for s in resolved.device] == ["pixelnorm"]  # uint8: on the device
     assert resolved.loss_weights == {"digit": 1.0}
     assert resolved.used[0].row()["distribution"] == "(not installed)"
