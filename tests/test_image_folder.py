@@ -188,6 +188,21 @@ def test_labels_come_from_the_scan_without_decoding_and_match_open(tmp_path, mon
     assert_labels_match_open(ImageFolder(str(tmp_path), **options), ["class"])  # from the cache
 
 
+def test_the_folder_is_statted_once_per_format_for_every_split(folder, monkeypatch):
+    """Without a cache yet, each split's labels() checks for one: the stamp (a stat per file)
+    is computed once, then open() decodes against that same stamp."""
+    import hashlib
+
+    from plugins.image_folder import scan
+
+    digests = []
+    monkeypatch.setattr(scan, "hashlib", type("H", (), {"sha256": lambda: digests.append(1) or hashlib.sha256()}))
+    fmt = ImageFolder(str(folder), image_size=8, workers=0, val_fraction=0.2, test_fraction=0.2)
+    assert sum(len(fmt.labels(split)["class"]) for split in SPLITS) == 30
+    fmt.open("train")
+    assert len(digests) == 1
+
+
 def test_with_skip_bad_labels_are_unknown_until_decoded_then_the_cache_gives_them(folder):
     (folder / "square" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     options = {"image_size": 8, "workers": 0, "val_fraction": 0.2, "test_fraction": 0.2}

@@ -59,7 +59,7 @@ class CacheFiles:
 
 def load_or_build(listing: Listing, files: CacheFiles, size: int, channels: int, workers: int, skip_bad: bool) -> Decoded:
     """The cached decoding of ``listing`` when its stamp still matches, else decode and cache it."""
-    stamp = listing.stamp()
+    stamp = listing.stamp
     cached = load_cached(files, stamp)
     if cached is not None:
         return cached

@@ -121,7 +121,7 @@ class ImageFolder(DataFormat):
         with ``skip_bad`` and no cache (which files decode is known only once they are decoded)."""
         name = self._listing(split)
         if name not in self._decoded:
-            cached = load_cached(self._cache_files(name), self.listings[name].stamp())
+            cached = load_cached(self._cache_files(name), self.listings[name].stamp)
             if cached is not None:
                 self._decoded[name] = cached  # open() maps it without checking the stamp again
             elif self.skip_bad:

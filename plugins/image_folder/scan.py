@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,11 @@ class Listing:
     files: list[str]
     labels: np.ndarray
 
+    @cached_property
     def stamp(self) -> str:
-        """A digest of every file's name, size and modification time: a changed folder changes it."""
+        """A digest of every file's name, size and modification time: a changed folder changes it.
+        Computed once per listing (a stat per file: on a network file system, the slow part of a
+        dry run), like the listing itself."""
         digest = hashlib.sha256()
         for name in self.files:
             info = os.stat(self.folder / name)
