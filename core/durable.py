@@ -82,8 +82,15 @@ class GracefulStop(Checkpoint):
     checkpoint and logged rows). Lightning runs checkpoint callbacks after the others; this is one, so that a
     stop comes after the module's epoch-end logging and the regular checkpoints.
     A SIGTERM before training starts (the sanity check) reaches Lightning's own handler,
-    whose stop is caught in :meth:`on_exception`. Under DDP Lightning's handler stays (it
-    tells every rank)."""
+    whose stop is caught in :meth:`on_exception`.
+
+    Under DDP every rank installs the same handlers, and the ranks agree to stop (any rank
+    signalled: all stop) at the same step with one all-reduce every ``log_every_n_steps``
+    steps and at each epoch's end: the moments a run already reads values back, so a step
+    never waits for the accelerator for it. A stop thus comes at most that many steps after
+    the signal. Lightning's own DDP handler broadcasts from inside the signal handler, which
+    deadlocks when the ranks are signalled a different number of times (a scheduler signals
+    every task, and rank 0 forwards the signal to its children again)."""
 
     def __init__(self, last: Path) -> None:
         self.last, self.signum = last, 0
@@ -98,7 +105,7 @@ class GracefulStop(Checkpoint):
         self.signum = self.signum or signum
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if threading_main() and trainer.world_size == 1:
+        if threading_main():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.previous[signum] = signal.signal(signum, self._note)
 
@@ -107,17 +114,23 @@ class GracefulStop(Checkpoint):
             signal.signal(signum, handler)
         self.previous = {}
 
-    def _stop_if_asked(self, trainer: Any) -> None:
-        if self.signum:
+    def _stop_if_asked(self, trainer: Any, agree: bool) -> None:
+        """Save and stop when signalled; under DDP only where the ranks ``agree`` (all call it there)."""
+        asked = bool(self.signum)
+        if trainer.world_size > 1:
+            if not agree:
+                return
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        if asked:
             trainer.save_checkpoint(self.last, weights_only=False)
-            raise Stopped(self.signum, self.last, trainer.current_epoch, trainer.global_step)
+            raise Stopped(self.signum or signal.SIGTERM, self.last, trainer.current_epoch, trainer.global_step)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not epoch_last_batch(trainer, batch_idx):  # the last one: at the epoch's end
-            self._stop_if_asked(trainer)
+            self._stop_if_asked(trainer, agree=trainer.global_step % trainer.log_every_n_steps == 0)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self._stop_if_asked(trainer)  # the module has handed the epoch's rows to the loggers already
+        self._stop_if_asked(trainer, agree=True)  # the module has handed the epoch's rows to the loggers already
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Lightning stops on SIGTERM itself (a ``SystemExit`` that would end the process with

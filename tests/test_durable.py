@@ -21,6 +21,7 @@ from core.cli.train import main as core_train
 from core.durable import AtomicCheckpointIO, RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
+from tests.conftest import BIN, run_cli
 
 def _benchmark():
     # benchmarks/ is not a package: load the kill campaign by its path; its run is ours too
@@ -208,3 +209,54 @@ def test_the_curriculum_resumes_bitwise_too(tmp_path, monkeypatch):
     assert core_train(["fit", "--config", str(config), "--resume"]) == 0
     resumed = _weights(last)
     assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+SIGTERM_AT = """
+    import os
+    import signal
+
+    import lightning
+    from core import hookimpl
+
+    class SigtermAt(lightning.Callback):
+        def __init__(self, step: int) -> None:
+            self.step = step
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == self.step:  # every rank, as a scheduler signals every task
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    @hookimpl
+    def core_callbacks():
+        return {"sigterm_at": SigtermAt}
+"""
+
+
+def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path, make_plugin_dist):
+    """Two DDP processes on the CPU, stopped mid-epoch by SIGTERM (a preempted job), then
+    ``--resume``: the same final weights and metrics rows as a run never stopped."""
+    make_plugin_dist("sigterm", SIGTERM_AT)
+    runs = {}
+    for name in ("full", "stopped"):
+        runs[name] = tmp_path / f"{name}.yaml"
+        runs[name].write_text(textwrap.dedent(f"""
+            name: {name}
+            output_dir: {tmp_path / 'runs'}
+            seed: 3
+            data: {{format: {{digits: {{image_size: 8}}}}, transforms: [pixelnorm, random_flip], batch_size: 64}}
+            model: {{simple_cnn: {{conv1: 4, conv2: 4, fc_hidden: 8, dropout: 0.2}}}}
+            logging: [csv]
+            trainer: {{max_epochs: 2, accelerator: cpu, strategy: ddp, devices: 2, log_every_n_steps: 3,
+                      enable_progress_bar: false, enable_model_summary: false}}
+        """))
+    with open(tmp_path / "full.log", "w") as log:  # beside the stopped one: the suite's time
+        full = subprocess.Popen([str(BIN / "core-train"), "fit", "--config", str(runs["full"])], stdout=log, stderr=log)
+    stopped = run_cli("core-train", "fit", "--config", runs["stopped"], "--set",
+                      "callbacks=[lr_monitor, {sigterm_at: {step: 4}}]")
+    assert full.wait() == 0, (tmp_path / "full.log").read_text()[-3000:]
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    # the ranks agree at the next logging interval (log_every_n_steps: 3); one message, from rank 0
+    assert stopped.stderr.count("stopped by SIGTERM at epoch 0, step 6;") == 1, stopped.stderr[-3000:]
+    resumed = run_cli("core-train", "fit", "--config", runs["stopped"], "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert bench.outcome(tmp_path / "runs" / "stopped", tmp_path / "runs" / "full") == (True, True)

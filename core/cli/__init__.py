@@ -30,7 +30,8 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
             with quiet_terminal():
                 return main(argv)
         except Stopped as exc:  # SIGTERM / SIGINT while training: a checkpoint was saved
-            print(str(exc), file=sys.stderr)
+            if os.environ.get("LOCAL_RANK", "0") == "0":  # under DDP every rank stops; one says so per node
+                print(str(exc), file=sys.stderr)
             return exc.exit_status
         except CoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
