@@ -108,11 +108,17 @@ class GracefulStop(Checkpoint):
         if threading_main():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.previous[signum] = signal.signal(signum, self._note)
+            if trainer.world_size > 1:
+                # Lightning 2.6 broadcasts its own SIGTERM flag under DDP and reads it every
+                # step: a host wait per step. With these handlers its flag stays unset, so the
+                # broadcast would only cost that wait; the ranks agree in _stop_if_asked instead.
+                trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor = _nothing
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         self.previous = {}
+        vars(trainer.fit_loop.epoch_loop).pop("_broadcast_sigterm_tensor", None)
 
     def _stop_if_asked(self, trainer: Any, agree: bool) -> None:
         """Save and stop when signalled; under DDP only where the ranks ``agree`` (all call it there)."""
@@ -151,6 +157,10 @@ class MidEpochCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not epoch_last_batch(trainer, batch_idx):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def _nothing() -> None:
+    pass
 
 
 def epoch_last_batch(trainer: Any, batch_idx: int) -> bool:

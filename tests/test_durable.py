@@ -5,6 +5,7 @@ process per run directory."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from core.durable import AtomicCheckpointIO, RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
 from tests.conftest import BIN, run_cli
+
 
 def _benchmark():
     # benchmarks/ is not a package: load the kill campaign by its path; its run is ours too
@@ -212,6 +214,7 @@ def test_the_curriculum_resumes_bitwise_too(tmp_path, monkeypatch):
 
 
 SIGTERM_AT = """
+    import json
     import os
     import signal
 
@@ -226,16 +229,32 @@ SIGTERM_AT = """
             if trainer.global_step == self.step:  # every rank, as a scheduler signals every task
                 os.kill(os.getpid(), signal.SIGTERM)
 
+    class CountSyncs(lightning.Callback):  # this rank's host waits over its steps, to RECORD_DIR/rank<N>.json
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            from core.testing import count_training_syncs
+
+            self.counting = count_training_syncs()
+            self.syncs = self.counting.__enter__()
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.counting.__exit__(None, None, None)
+            with open(os.path.join(os.environ["RECORD_DIR"], f"rank{trainer.global_rank}.json"), "w") as out:
+                json.dump({"steps": self.syncs.steps, "counts": dict(self.syncs.counts)}, out)
+
     @hookimpl
     def core_callbacks():
-        return {"sigterm_at": SigtermAt}
+        return {"sigterm_at": SigtermAt, "count_syncs": CountSyncs}
 """
 
 
 def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path, make_plugin_dist):
     """Two DDP processes on the CPU, stopped mid-epoch by SIGTERM (a preempted job), then
-    ``--resume``: the same final weights and metrics rows as a run never stopped."""
+    ``--resume``: the same final weights and metrics rows as a run never stopped. The run
+    never stopped also counts each rank's host waits: only at the logging interval."""
     make_plugin_dist("sigterm", SIGTERM_AT)
+    record = tmp_path / "record"
+    record.mkdir()
     runs = {}
     for name in ("full", "stopped"):
         runs[name] = tmp_path / f"{name}.yaml"
@@ -250,7 +269,9 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(tmp_pa
                       enable_progress_bar: false, enable_model_summary: false}}
         """))
     with open(tmp_path / "full.log", "w") as log:  # beside the stopped one: the suite's time
-        full = subprocess.Popen([str(BIN / "core-train"), "fit", "--config", str(runs["full"])], stdout=log, stderr=log)
+        full = subprocess.Popen([str(BIN / "core-train"), "fit", "--config", str(runs["full"]), "--set",
+                                 "callbacks=[lr_monitor, count_syncs]"], stdout=log, stderr=log,
+                                env={**os.environ, "RECORD_DIR": str(record)})
     stopped = run_cli("core-train", "fit", "--config", runs["stopped"], "--set",
                       "callbacks=[lr_monitor, {sigterm_at: {step: 4}}]")
     assert full.wait() == 0, (tmp_path / "full.log").read_text()[-3000:]
@@ -260,3 +281,8 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(tmp_pa
     resumed = run_cli("core-train", "fit", "--config", runs["stopped"], "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert bench.outcome(tmp_path / "runs" / "stopped", tmp_path / "runs" / "full") == (True, True)
+    # 18 steps a rank: at each of the 6 logging steps the loss and the non-finite check are read,
+    # and at 4 of them (not an epoch's last batch) the ranks agree whether to stop. Lightning's
+    # own SIGTERM broadcast would read a value at every step (18 more)
+    for rank in (0, 1):
+        assert json.loads((record / f"rank{rank}.json").read_text()) == {"steps": 18, "counts": {"item": 16}}
