@@ -183,7 +183,10 @@ class RandomState(Callback):
         state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position,
                                                             has_gauss, gauss], "torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+            # this process's device only: under DDP rank 0 saves and every rank restores it into
+            # its own device (every rank, seeded alike, draws alike: the CPU state is shared so too);
+            # all devices' states from rank 0 would give rank 1 its device's untouched state
+            state["cuda"] = torch.cuda.get_rng_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -192,7 +195,11 @@ class RandomState(Callback):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+            saved = state["cuda"]
+            if isinstance(saved, (list, tuple)):  # every device's, as an earlier core-train saved it
+                torch.cuda.set_rng_state_all(saved)
+            else:
+                torch.cuda.set_rng_state(saved)
 
 
 def _tuples(value: Any) -> Any:

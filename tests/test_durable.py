@@ -286,3 +286,24 @@ def test_a_ddp_run_stopped_by_sigterm_resumes_to_the_uninterrupted_result(tmp_pa
     # own SIGTERM broadcast would read a value at every step (18 more)
     for rank in (0, 1):
         assert json.loads((record / f"rank{rank}.json").read_text()) == {"steps": 18, "counts": {"item": 16}}
+
+
+def test_the_accelerator_random_state_is_the_devices_own(monkeypatch):
+    """Under DDP rank 0's checkpoint is every rank's resume: the CUDA generator state saved is
+    that of the device in use (each rank restores it into its own device), not every device's
+    as rank 0's process sees them (the others untouched there). Checked with torch.cuda stood in
+    for, on the CPU; a checkpoint of an earlier core-train (every device's) still loads."""
+    from core.durable import RandomState
+
+    current, calls = torch.tensor([7], dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": current)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("every device's state saved"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": calls.append(("own", state)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.append(("all", states)))
+    state = RandomState().state_dict()
+    assert state["cuda"] is current
+    RandomState().load_state_dict(state)
+    RandomState().load_state_dict({**state, "cuda": [current, current]})
+    assert calls == [("own", current), ("all", [current, current])]
