@@ -258,7 +258,13 @@ class Registry:
         if found is not None:
             return found
         names = self.components[kind]
-        lines = [f"no {kind} named '{name}'{did_you_mean(name, names)}", f"available {kind}s: {choices_text(names)}"]
+        lines = [f"no {kind} named '{name}'{did_you_mean(name, names)}", f"available {kind}s: {choices_text(names)}",
+                 *self.not_loaded(name)]
+        raise ConfigError(path, "\n  ".join(lines), fix="check the spelling, or install/enable the plugin that provides it")
+
+    def not_loaded(self, name: str) -> list[str]:
+        """A line for each plugin that did not load and so may provide ``name``, saying why."""
+        lines = []
         for info in self.plugins.values():
             if info.status == "failed":
                 lines.append(f"{info.origin} failed to import, it may provide '{name}': {info.error}")
@@ -269,7 +275,7 @@ class Registry:
             elif info.status == "not selected":
                 why = f"{AUTOLOAD_ENV} is set and it is not in plugins.only" if self.autoload_off else "not in plugins.only"
                 lines.append(f"{info.origin} is not loaded ({why}); it may provide '{name}'")
-        raise ConfigError(path, "\n  ".join(lines), fix="check the spelling, or install/enable the plugin that provides it")
+        return lines
 
 
 def _dist_of(ep: Any) -> tuple[str, str]:

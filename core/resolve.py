@@ -166,7 +166,9 @@ def check_section_names(config: RunConfig, registry: Registry) -> None:
     for key in config.model_extra or {}:
         if key not in registry.components["analysis"]:
             known = [*RunConfig.model_fields, *registry.components["analysis"]]
-            raise ConfigError(key, f"unknown key '{key}'{did_you_mean(key, known)}", fix=f"valid keys here: {', '.join(known)}")
+            close = did_you_mean(key, known)  # a typo; else maybe the section of a plugin that did not load
+            message = "\n  ".join([f"unknown key '{key}'{close}", *([] if close else registry.not_loaded(key))])
+            raise ConfigError(key, message, fix=f"valid keys here: {', '.join(known)}")
 
 
 def check_sections(config: RunConfig, registry: Registry) -> list[Checked]:

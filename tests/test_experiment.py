@@ -50,8 +50,10 @@ def test_the_section_is_checked_against_the_run_when_it_is_resolved():
 
 def test_without_the_plugin_the_section_is_an_unknown_key():
     registry = Registry.load(disable=["experiment"])
-    with pytest.raises(ConfigError, match="config error at experiment: unknown key 'experiment'"):
+    with pytest.raises(ConfigError) as error:
         resolved({"parameter": "stimulus_contrast.stimulus_contrast", "values": [1]}, registry)
+    assert str(error.value).startswith("config error at experiment: unknown key 'experiment'\n  plugin 'experiment'")
+    assert "is disabled by plugins.disable; it may provide 'experiment'" in str(error.value)
 
 
 def test_a_bad_experiment_fails_the_dry_run(capsys, write_config):
