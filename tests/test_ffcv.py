@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core import ConfigError, DataError
-from tests.conftest import QUICKSTART_ACCURACY_8_EPOCHS, ROOT, run_cli
+from tests.conftest import QUICKSTART_ACCURACY_8_EPOCHS, ROOT, run_cli, run_main
 
 ffcv = pytest.importorskip("ffcv")
 
@@ -107,16 +107,16 @@ def test_adjustments_for_a_file_larger_than_ram_are_logged_and_can_be_turned_off
 
 
 def test_unknown_order_is_a_config_error(tmp_path):
-    result = run_cli("core-train", "--config", "configs/ffcv.yaml", "--dry-run", "--set", "data.format.ffcv.order=shuffled")
+    result = run_main("core-train", "--config", "configs/ffcv.yaml", "--dry-run", "--set", "data.format.ffcv.order=shuffled")
     assert result.returncode == 2
     assert "config error at data.format.ffcv.order: 'shuffled' is not valid for option 'order' of format 'ffcv': expected one of random, quasi_random, sequential" in result.stderr
 
 
 def test_convert_digits_then_train_to_the_accuracy_of_the_in_ram_path(tmp_path):
-    converted = run_cli("core-data", "convert", "--from", "digits", "--option", "image_size=32", "--option", "channels=3",
-                        "--to", "ffcv", tmp_path / "digits-ffcv")
+    converted = run_main("core-data", "convert", "--from", "digits", "--option", "image_size=32", "--option", "channels=3",
+                         "--to", "ffcv", tmp_path / "digits-ffcv")
     assert converted.returncode == 0, converted.stderr
-    assert run_cli("core-data", "validate", tmp_path / "digits-ffcv").returncode == 0
+    assert run_main("core-data", "validate", tmp_path / "digits-ffcv").returncode == 0
     fmt = f"{{ffcv: {{path: {tmp_path / 'digits-ffcv'}}}}}"
     result = run_cli("core-train", "--config", "configs/quickstart.yaml", "--set", f"data.format={fmt}", "--set",
                      f"output_dir={tmp_path}", "--set", "trainer.enable_progress_bar=false", "--set", "trainer.max_epochs=8")
@@ -129,12 +129,12 @@ def test_without_ffcv_the_plugin_is_unavailable_with_the_install_command():
     hide = ("import importlib.util, sys\n"
             "real = importlib.util.find_spec\n"
             "importlib.util.find_spec = lambda name, *a: None if name == 'ffcv' else real(name, *a)\n")
-    listing = subprocess.run([sys.executable, "-c", hide + "from core.cli.plugins import main\nmain(['--json'])"],
-                             capture_output=True, text=True, cwd=ROOT)
-    row = next(r for r in __import__("json").loads(listing.stdout)["plugins"] if r["plugin"] == "ffcv")
+    both = ("from core.cli import plugins, train\nplugins.main(['--json'])\nprint('\\n---')\n"  # one start-up for both
+            "sys.exit(train.main(['--config', 'configs/ffcv.yaml', '--dry-run']))")
+    run = subprocess.run([sys.executable, "-c", hide + both], capture_output=True, text=True, cwd=ROOT)
+    listing = run.stdout.split("\n---")[0]
+    row = next(r for r in __import__("json").loads(listing)["plugins"] if r["plugin"] == "ffcv")
     assert row["status"] == "unavailable" and "pip install --no-build-isolation 'core-train[ffcv]'" in row["error"]
-    run = subprocess.run([sys.executable, "-c", hide + "from core.cli.train import main\n"
-                          "sys.exit(main(['--config', 'configs/ffcv.yaml', '--dry-run']))"], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "no format named 'ffcv'" in run.stderr and "plugin 'ffcv' (core-train 0.1.0) is unavailable" in run.stderr
     assert "apt-get install pkg-config libopencv-dev libturbojpeg0-dev" in run.stderr
