@@ -76,13 +76,13 @@ class RunLock:
 class GracefulStop(Checkpoint):
     """Turns SIGTERM and SIGINT during training into a checkpoint and :class:`Stopped`.
 
-    The handlers (installed when training starts) only set a flag; the checkpoint is written
+    The handlers only set a flag; the checkpoint is written
     after the current training batch, or, when the signal came during an epoch's last batch
     or its validation, at the epoch's end: then the epoch is complete (its validation, best
     checkpoint and logged rows). Lightning runs checkpoint callbacks after the others; this is one, so that a
     stop comes after the module's epoch-end logging and the regular checkpoints.
-    A SIGTERM before training starts (the sanity check) reaches Lightning's own handler,
-    whose stop is caught in :meth:`on_exception`.
+    The handlers go in when the sanity check starts (else when training does); a SIGTERM
+    before that reaches Lightning's own handler, whose stop is caught in :meth:`on_exception`.
 
     Under DDP every rank installs the same handlers, and the ranks agree to stop (any rank
     signalled: all stop) at the same step with one all-reduce every ``log_every_n_steps``
@@ -104,8 +104,11 @@ class GracefulStop(Checkpoint):
     def _note(self, signum: int, frame: Any) -> None:
         self.signum = self.signum or signum
 
+    def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
+        self.on_train_start(trainer, pl_module)  # Lightning's handlers are in place by now: replace them
+
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if threading_main():
+        if threading_main() and not self.previous:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.previous[signum] = signal.signal(signum, self._note)
             if trainer.world_size > 1:

@@ -60,16 +60,29 @@ def uninterrupted(tmp_path_factory):
     return _weights(run_dir / "checkpoints" / "last.ckpt"), sorted((run_dir / "metrics.csv").read_text().splitlines())
 
 
-@pytest.mark.parametrize(("step", "signum", "status"), [(17, signal.SIGTERM, 143), (12, signal.SIGINT, 130)],
-                         ids=["sigterm-mid-epoch", "sigint-at-epoch-end"])
-def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys, uninterrupted, step,
-                                                           signum, status):
+class SignalInSanityCheck(lightning.Callback):
+    """Sends this process a signal while Lightning's sanity check runs, before training."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def on_sanity_check_end(self, trainer, *args) -> None:
+        os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize(("signaller", "signum", "stopped"), [
+    (SignalAt(17, signal.SIGTERM), signal.SIGTERM, "epoch 1, step 17"),
+    (SignalAt(12, signal.SIGINT), signal.SIGINT, "epoch 0, step 12"),
+    (SignalInSanityCheck(signal.SIGTERM), signal.SIGTERM, "epoch 0, step 1"),  # after the first batch
+], ids=["sigterm-mid-epoch", "sigint-at-epoch-end", "sigterm-in-the-sanity-check"])
+def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys, uninterrupted, signaller,
+                                                           signum, stopped):
     config = bench.write_config(tmp_path, epochs=3)
     build = core.run.build_trainer
-    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalAt(step, signum)]))
-    assert core_train(["fit", "--config", str(config)]) == status
+    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, signaller]))
+    assert core_train(["fit", "--config", str(config)]) == 128 + signum
     err = capsys.readouterr().err
-    assert f"stopped by {signal.Signals(signum).name} at epoch" in err and "continue with: core-train" in err
+    assert f"stopped by {signal.Signals(signum).name} at {stopped};" in err and "continue with: core-train" in err
     monkeypatch.setattr(core.run, "build_trainer", build)
     assert core_train(["fit", "--config", str(config), "--resume"]) == 0
     run_dir = tmp_path / "runs" / "kill"
