@@ -324,14 +324,15 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     try:
         config = RunConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
-        error = _to_config_error(exc)
-        # a missing key given under a misspelt name is that name's error (sections of plugins are checked later)
-        extra = [key for key in raw if key not in RunConfig.model_fields]
-        typo = next((key for key in extra if did_you_mean(key, [error.path]) and error.message.endswith("missing")), None)
-        if typo is not None:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "missing" and len(first["loc"]) == 1:
+            # a required top-level key given under a misspelt name is that name's error (the
+            # other unknown top-level keys are plugins' sections, checked once they are loaded)
             known = list(RunConfig.model_fields)
-            raise ConfigError(typo, f"unknown key '{typo}'{did_you_mean(typo, known)}", fix=f"valid keys here: {', '.join(known)}") from None
-        raise error from None
+            typo = next((key for key in raw if key not in known and did_you_mean(key, [str(first["loc"][0])])), None)
+            if typo is not None:
+                raise unknown_key(typo, typo, known) from None
+        raise _to_config_error(exc) from None
     check_name(config.name)
     given = [key for key, value in (("data.format", config.data.format), ("datasets", config.datasets),
                                     ("datasets_dir", config.datasets_dir)) if value is not None]
@@ -368,11 +369,17 @@ def _to_config_error(exc: pydantic.ValidationError) -> ConfigError:
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         section = _section_at(loc[:-1])
-        known = list(section.model_fields) if section else []
-        return ConfigError(path, f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], known)}", fix=f"valid keys here: {', '.join(known)}")
+        return unknown_key(path, loc[-1], list(section.model_fields) if section else [])
     if err["type"] == "missing":
         return ConfigError(path, "is required but missing", fix="add it (see docs/config.md)")
     return ConfigError(path, f"{short_repr(err.get('input'))} is not valid: {err['msg']}", fix=FIXES.get(path))
+
+
+def unknown_key(path: str, key: str, known: list[str], *notes: str) -> ConfigError:
+    """The error for ``key`` (at ``path``) that its section does not take: the closest of
+    ``known``, then ``notes`` (which plugins that did not load may take it)."""
+    return ConfigError(path, "\n  ".join([f"unknown key '{key}'{did_you_mean(key, known)}", *notes]),
+                       fix=f"valid keys here: {', '.join(known)}")
 
 
 def _section_at(loc: list[str]) -> type[pydantic.BaseModel] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.compiling import check_compile
-from core.config import STANDARD_CALLBACKS, RunConfig, component, switched_off
+from core.config import STANDARD_CALLBACKS, RunConfig, component, switched_off, unknown_key
 from core.datasets import DatasetSpec, dataset_specs
 from core.errors import ConfigError, PluginUnavailable, choices_text, did_you_mean, short_repr
 from core.fitting import check_learners
@@ -166,9 +166,8 @@ def check_section_names(config: RunConfig, registry: Registry) -> None:
     for key in config.model_extra or {}:
         if key not in registry.components["analysis"]:
             known = [*RunConfig.model_fields, *registry.components["analysis"]]
-            close = did_you_mean(key, known)  # a typo; else maybe the section of a plugin that did not load
-            message = "\n  ".join([f"unknown key '{key}'{close}", *([] if close else registry.not_loaded(key))])
-            raise ConfigError(key, message, fix=f"valid keys here: {', '.join(known)}")
+            typo = did_you_mean(key, known)  # else maybe the section of a plugin that did not load
+            raise unknown_key(key, key, known, *([] if typo else registry.not_loaded(key)))
 
 
 def check_sections(config: RunConfig, registry: Registry) -> list[Checked]:

@@ -157,8 +157,8 @@ def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> 
     from core.errors import ConfigError
     from core.resolve import check_accelerator, check_section_names, resolve
 
-    check_section_names(config, registry)
-    if args.print_config:
+    if args.print_config:  # resolving checks the plugins' sections; this prints without resolving
+        check_section_names(config, registry)
         sys.stdout.write(to_yaml(config))
         return None
     if not args.dry_run:

@@ -39,7 +39,7 @@ class Experiment(Command):
         resolved = prepare(args, config, registry)
         if resolved is None:
             return 0
-        from core.evaluate import checkpoint_path, trained_modules
+        from core.evaluate import trained_modules
         from core.report import print_test_results
         from core.run import run_dir_of
         from plugins.experiment.sweep import ExperimentSweep
@@ -49,7 +49,7 @@ class Experiment(Command):
             raise ConfigError("experiment", "core-train experiment runs the config's experiment section, and it has none",
                               fix="add experiment: {parameter: <transform>.<option>, values: [...]}")
         run_dir = run_dir_of(config)
-        print(f"checkpoint: {checkpoint_path(run_dir, args.checkpoint)}")
-        datamodule, module, _ = trained_modules(resolved, run_dir, args.checkpoint)
+        datamodule, module, checkpoint = trained_modules(resolved, run_dir, args.checkpoint)
+        print(f"checkpoint: {checkpoint}")
         print_test_results(sweep.run(module, datamodule, run_dir, config.trainer), run_dir)
         return 0
