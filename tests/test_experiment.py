@@ -36,8 +36,10 @@ def test_the_section_is_checked_against_the_run_when_it_is_resolved():
         resolved({"parameter": "stimulus_contrast.contrast", "values": [0.5]})
     with pytest.raises(ConfigError, match="experiment.parameter: 'stimulus_durration.n_timesteps' must be <transform>.<option> naming a transform of data.transforms"):
         resolved({"parameter": "stimulus_durration.n_timesteps", "values": [3]})
-    with pytest.raises(ConfigError, match="experiment.values.1.stimulus_contrast: transform 'stimulus_contrast': stimulus_contrast must be in \\[0, 1\\], not 2"):
+    with pytest.raises(ConfigError, match="experiment.values.1: transform 'stimulus_contrast': stimulus_contrast must be in \\[0, 1\\], not 2"):
         resolved({"parameter": "stimulus_contrast.stimulus_contrast", "values": [0.5, 2]})
+    with pytest.raises(ConfigError, match="experiment.values.0: 'abc' is not valid for option 'stimulus_contrast' of transform 'stimulus_contrast': expected float"):
+        resolved({"parameter": "stimulus_contrast.stimulus_contrast", "values": ["abc"]})
     with pytest.raises(ConfigError, match="config error at experiment.values: is empty"):
         resolved({"parameter": "stimulus_contrast.stimulus_contrast", "values": []})
     with pytest.raises(ConfigError, match="config error at experiment: 'x' is not a mapping of the analysis' options"):

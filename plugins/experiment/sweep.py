@@ -63,7 +63,10 @@ class ExperimentSweep(Analysis):
         before = layouts(resolved.meta.layout, ordered, resolved.meta.name)[ordered.index(step)]
         self.transforms = []
         for i, value in enumerate(self.values):
-            built = check(resolved.registry, "transform", {name: {**options, option: value}}, f"experiment.values.{i}").build()
+            try:  # an error names the value in the YAML (values.<i>), not the transform spec built from it
+                built = check(resolved.registry, "transform", {name: {**options, option: value}}, "values").build()
+            except ConfigError as exc:
+                raise ConfigError(f"values.{i}", exc.message, exc.fix) from None
             built.output_layout(before)
             self.transforms.append(built)
         self.position = resolved.device.index(step)
