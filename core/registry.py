@@ -142,9 +142,10 @@ class Registry:
         for name, ep in sorted(entry_points.items()):
             info = PluginInfo(name, *_dist_of(ep), module=ep.value)
             if name in disable:
-                info.status = "disabled"
+                info.status, info.error = "disabled", "disabled by plugins.disable"
             elif only is not None and name not in only:
-                info.status = "not selected"
+                info.status, info.error = "not selected", (f"{AUTOLOAD_ENV} is set and it is not in plugins.only"
+                                                           if registry.autoload_off else "not in plugins.only")
             else:
                 registry._import(ep, info, strict)
             registry.plugins[name] = info
@@ -271,10 +272,9 @@ class Registry:
             elif info.status == "unavailable":
                 lines.append(f"{info.origin} is unavailable, it may provide '{name}': {info.error}")
             elif info.status == "disabled":
-                lines.append(f"{info.origin} is disabled by plugins.disable; it may provide '{name}'")
+                lines.append(f"{info.origin} is {info.error}; it may provide '{name}'")
             elif info.status == "not selected":
-                why = f"{AUTOLOAD_ENV} is set and it is not in plugins.only" if self.autoload_off else "not in plugins.only"
-                lines.append(f"{info.origin} is not loaded ({why}); it may provide '{name}'")
+                lines.append(f"{info.origin} is not loaded ({info.error}); it may provide '{name}'")
         return lines
 
 

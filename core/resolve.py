@@ -146,10 +146,11 @@ class Checked:
 def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
     """Resolve a component's name and validate its options against the factory's signature."""
     name, options = component(spec, path)
-    return _checked(registry, kind, name, options, path, f"{path}.{name}" if isinstance(spec, dict) else path)
+    return check_named(registry, kind, name, options, path, f"{path}.{name}" if isinstance(spec, dict) else path)
 
 
-def _checked(registry: Registry, kind: str, name: str, options: dict[str, Any], path: str, options_path: str) -> Checked:
+def check_named(registry: Registry, kind: str, name: str, options: dict[str, Any], path: str, options_path: str) -> Checked:
+    """Component ``name`` of ``kind`` named at ``path``, its ``options`` (at ``options_path``) validated."""
     found = registry.get(kind, name, path)
     try:
         factory = found.resolve()
@@ -178,7 +179,7 @@ def check_sections(config: RunConfig, registry: Registry) -> list[Checked]:
         if not isinstance(options, dict):
             raise ConfigError(key, f"{short_repr(options)} is not a mapping of the analysis' options",
                               fix=f"write it as {key}: {{option: value, ...}} (core-plugins show {key})")
-        checked.append(_checked(registry, "analysis", key, options, key, key))
+        checked.append(check_named(registry, "analysis", key, options, key, key))
     return checked
 
 

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from core.resolve import Checked
 
 # where a run names each kind: a checked component's errors give the path a run's would
-PATHS = {"format": "data.format", "storage": "data.storage", "transform": "data.transforms.0", "sampler": "data.sampler",
-         "model": "model", "logger": "logging.0", "callback": "callbacks.0", "tool": "--to", "command": "command"}
+# (a format wrapper's options sit in the format's mapping, an analysis' are the section named after it)
+PATHS = {"format": "data.format", "format_wrapper": "data.format.tiny", "storage": "data.storage",
+         "transform": "data.transforms.0", "sampler": "data.sampler", "model": "model", "logger": "logging.0",
+         "callback": "callbacks.0", "tool": "--to", "command": "command", "analysis": None}
 # run_config's additions to a config (each one the config sets wins): a few steps on the CPU
 RUN_DEFAULTS = {"name": "test", "logging": ["csv"], "callbacks": []}
 TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "limit_train_batches": 2,
@@ -99,15 +101,21 @@ def check_component(kind: str, name: str, options: Mapping[str, Any] | None = No
     """``{name: options}`` resolved and validated as a run does at ``path`` (default: where a
     run names ``kind``, e.g. ``data.transforms.0``), in ``registry`` (default: :func:`registry`
     with no plugin added). Raises the run's ConfigError; ``.build()`` the result to build it."""
-    from core.resolve import check
+    from core.resolve import check, check_named
 
-    return check(_or_default(registry), kind, {name: dict(options or {})}, path or PATHS[kind])
+    if path is None and kind not in PATHS:
+        raise ValueError(f"no component kind '{kind}'; the kinds are: {', '.join(PATHS)}")
+    path = path or PATHS[kind] or name
+    if kind in ("format_wrapper", "analysis"):  # options not under {name: ...}
+        return check_named(_or_default(registry), kind, name, dict(options or {}), path, path)
+    return check(_or_default(registry), kind, {name: dict(options or {})}, path)
 
 
 def build(kind: str, name: str, options: Mapping[str, Any] | None = None, meta: DatasetMeta | None = None, *,
-          registry: Registry | None = None, run_dir: str | Path | None = None) -> Any:
+          registry: Registry | None = None, run_dir: str | Path | None = None, fmt: DataFormat | None = None) -> Any:
     """The component built as a run builds it: a model for ``meta`` (default: the tiny
-    dataset's), a logger writing into ``run_dir`` (default: a new temporary folder)."""
+    dataset's), a logger writing into ``run_dir`` (default: a new temporary folder), a
+    format wrapper around ``fmt`` (default: a :class:`TinyDataset`)."""
     checked = check_component(kind, name, options, registry=registry)
     if kind == "model":
         from core.resolve import build_model
@@ -115,6 +123,8 @@ def build(kind: str, name: str, options: Mapping[str, Any] | None = None, meta: 
         return build_model(checked, [meta or TinyDataset().meta()])
     if kind == "logger":
         return checked.build(Path(run_dir or tempfile.mkdtemp(prefix="core-testing-")))
+    if kind == "format_wrapper":
+        return checked.build(fmt or TinyDataset(), checked.options_path)
     return checked.build()
 
 

@@ -15,7 +15,7 @@ from tests.docs_blocks import SHORT, blocks, commands, run_block
 ROOT = Path(__file__).resolve().parents[1]
 # README first: the later pages use the run its commands train (runs/quickstart)
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
-MACHINE_PATH = re.compile(r"(?<![\w.<~])/(?:work|home|tmp|Users|root|mnt|scratch)/")
+MACHINE_PATH = re.compile(r"(?<![\w.<~`])/(?:work|home|tmp|Users|root|mnt|scratch)\b")
 
 
 def load_make_reference():

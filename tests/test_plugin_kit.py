@@ -133,6 +133,19 @@ def test_check_component_validates_as_a_run_does_and_build_builds():
     assert {head: tuple(logits.shape) for head, logits in out.items()} == {"a": (3, 2), "b": (3, 5)}
 
 
+def test_build_and_check_cover_format_wrappers_and_analyses():
+    subset = build("format_wrapper", "class_groups", {"classes": [0, 2]}, fmt=TinyDataset(heads={"label": 3}))
+    assert subset.meta().heads == {"label": 2}
+    with pytest.raises(ConfigError, match="at data.format.tiny.classez: format_wrapper 'class_groups' has no option 'classez'"):
+        check_component("format_wrapper", "class_groups", {"classez": [0]})
+    sweep = build("analysis", "experiment", {"parameter": "stimulus_contrast.stimulus_contrast", "values": [0.5]})
+    assert sweep.values == [0.5] and sweep.files == ("experiment.csv", "experiment.png")
+    with pytest.raises(ConfigError, match="at experiment.values: is empty"):
+        build("analysis", "experiment", {"parameter": "stimulus_contrast.stimulus_contrast", "values": []})
+    with pytest.raises(ValueError, match="no component kind 'transfrom'; the kinds are: format, format_wrapper"):
+        check_component("transfrom", "pixelnorm")
+
+
 def test_the_tiny_dataset_makes_the_heads_shape_and_fields_it_is_given():
     tiny = build("format", "tiny", {"n": 5, "shape": [2, 4, 6], "heads": {"a": 2}, "fields": {"contrast": [[], "float32"]}})
     meta = tiny.meta()
@@ -218,7 +231,10 @@ def test_core_plugins_json_has_a_versioned_schema(capsys):
     assert set(document) == {"schema_version", "plugins"} and document["schema_version"] == 1
     digits = next(row for row in document["plugins"] if row["plugin"] == "digits")
     assert set(digits) == {"plugin", "distribution", "version", "module", "status", "error", "import_ms", "components"}
-    assert digits["components"] == {"format": ["digits"]} and digits["status"] == "loaded"
+    assert digits["components"] == {"format": ["digits"]} and digits["status"] == "loaded" and digits["error"] is None
+    assert plugins_main(["--json", "--disable", "digits"]) == 0
+    digits = next(row for row in json.loads(capsys.readouterr().out)["plugins"] if row["plugin"] == "digits")
+    assert (digits["status"], digits["error"]) == ("disabled", "disabled by plugins.disable")
 
 
 def test_core_plugins_show_gives_each_option_with_type_default_and_doc(capsys, make_plugin_dist):
