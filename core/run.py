@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from lightning.pytorch.callbacks import Callback
 from core.config import STANDARD_CALLBACKS, RunConfig, to_yaml
 from core.durable import RunLock
 from core.files import write_atomic
-from core.errors import ConfigError
+from core.errors import ConfigError, Stopped
 from core.kinds import InOrder, wrappers
 from core.registry import Registry
 from core.resolve import ResolvedRun, format_wrappers, standard_names
@@ -227,10 +228,13 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, test: bool 
         if resume and "size mismatch" in str(exc):
             raise _mismatch(exc, last_ckpt) from None
         raise
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
-                           weights_only=True) if test else []
-    for analysis in resolved.analyses if test else ():  # the module now holds the best checkpoint's weights
-        analysis.run(module, datamodule, run_dir, config.trainer)
+    try:
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
+                               weights_only=True) if test else []
+        for analysis in resolved.analyses if test else ():  # the module now holds the best checkpoint's weights
+            analysis.run(module, datamodule, run_dir, config.trainer)
+    except SIGTERMException:  # training is complete and saved: --resume tests (and analyses) again
+        raise Stopped(signal.SIGTERM, last_ckpt, trainer.current_epoch, trainer.global_step) from None
     return _headline(results[0] if results else {})
 
 

@@ -92,6 +92,32 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
     assert sorted((run_dir / "metrics.csv").read_text().splitlines()) == rows  # no row lost or repeated
 
 
+class SignalInTest(lightning.Callback):
+    """Sends this process SIGTERM while the test runs, after training."""
+
+    def on_test_batch_start(self, trainer, *args) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_sigterm_after_training_is_a_stop_not_a_success(tmp_path, monkeypatch, capsys):
+    """Lightning's own stop on SIGTERM outside training is a SystemExit with status 0: a
+    scheduler would count a run preempted in its test as done, its results never written."""
+    import core.evaluate
+
+    config = bench.write_config(tmp_path, epochs=1)
+    build, evaluator = core.run.build_trainer, core.evaluate.evaluator
+    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalInTest()]))
+    assert core_train(["--config", str(config)]) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM at epoch 1, step 12; saved" in err and "--resume" in err, err[-2000:]
+    monkeypatch.setattr(core.run, "build_trainer", build)
+    assert core_train(["--config", str(config), "--resume"]) == 0  # training is done: it tests again
+    assert "test/digit_acc = " in capsys.readouterr().out
+    monkeypatch.setattr(core.evaluate, "evaluator", lambda r, callbacks=(): evaluator(r, [*callbacks, SignalInTest()]))
+    assert core_train(["test", "--config", str(config)]) == 143
+    assert "stopped by SIGTERM before the command finished" in capsys.readouterr().err
+
+
 def test_atomic_writes_leave_the_old_file_until_the_new_one_is_complete(tmp_path, monkeypatch):
     target = tmp_path / "last.ckpt"
     write_atomic(target, b"old")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -42,9 +43,21 @@ def cli(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None],
         except KeyboardInterrupt:
             print("interrupted; continue the run with --resume", file=sys.stderr)
             return 130
+        except SystemExit as exc:  # Lightning's stop on SIGTERM outside training exits with status 0
+            if not _lightning_sigterm(exc):
+                raise
+            print("stopped by SIGTERM before the command finished; what it was writing is not saved\n"
+                  "  run the same command again", file=sys.stderr)
+            return 128 + signal.SIGTERM
         finally:
             core_log.removeHandler(handler)
             core_log.setLevel(saved[0])
             core_log.propagate = saved[1]
 
     return wrapper
+
+
+def _lightning_sigterm(exc: SystemExit) -> bool:
+    """``exc`` is Lightning's ``SIGTERMException`` (a ``SystemExit`` raised by its loops)."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")  # not imported: not raised by it
+    return exceptions is not None and isinstance(exc, exceptions.SIGTERMException)
