@@ -132,13 +132,14 @@ def short_repr(value: Any, limit: int = REPR_LIMIT) -> str:
 class Stopped(CoreError):
     """Training stopped by a signal after saving ``checkpoint``; the exit status is 128 + signal."""
 
-    def __init__(self, signum: int, checkpoint: Any, epoch: int, step: int) -> None:
+    def __init__(self, signum: int, checkpoint: Any, epoch: int, step: int,
+                 resume: str = "core-train --config <this run's YAML> --resume") -> None:
         import signal
 
-        self.signum, self.checkpoint = signum, checkpoint
+        self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
         name = signal.Signals(signum).name
         super().__init__(f"stopped by {name} at epoch {epoch}, step {step}; saved {checkpoint}\n"
-                         f"  continue with: core-train --config <this run's YAML> --resume")
+                         f"  continue with: {resume}")
 
     @property
     def exit_status(self) -> int:

@@ -12,7 +12,9 @@ import torch
 import yaml
 
 import core
+import core.run
 from core.cli.train import main as core_train
+from core.errors import Stopped
 from core.module import MultiHeadClassifier
 
 RUN = """
@@ -122,7 +124,7 @@ def test_lightnings_debugging_options_run_end_to_end(tmp_path, option, capsys):
     assert "test/digit_acc" in capsys.readouterr().out
 
 
-def test_a_sweep_runs_each_combination_compares_them_and_resumes(tmp_path, capsys):
+def test_a_sweep_runs_each_combination_compares_them_and_resumes(tmp_path, capsys, monkeypatch):
     config = tmp_path / "run.yaml"
     config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")))
     args = ["sweep", "--config", str(config), "--set", "trainer.max_epochs=1", "--grid", "optim.lr=0.001,0.01"]
@@ -144,6 +146,17 @@ def test_a_sweep_runs_each_combination_compares_them_and_resumes(tmp_path, capsy
     assert "config error at --grid: 'optim.lr' is not of the form key.path=value,value" in capsys.readouterr().err
     assert core_train(["sweep", "--config", str(config), "--grid", "optim.lr=fast"]) == 2
     assert "optim.lr: 'fast' is not valid" in capsys.readouterr().err
+
+    def preempted(resolved, run_dir, resume, test=True):
+        raise Stopped(15, run_dir / "checkpoints" / "last.ckpt", 0, 3)
+
+    assert core_train(args[:-1] + ["optim.lr=0.001,0.003"]) == 2  # run 001 was made with 0.01
+    err = capsys.readouterr().err
+    assert f"config error at --grid: {folder / 'two_heads-001'} holds run two_heads-001 of this sweep made with " \
+           "another config (optim.lr 0.01 -> 0.003)" in err and f"remove {folder} or give the sweep another" in err
+    monkeypatch.setattr(core.run, "fit_and_test", preempted)  # a run of the sweep stopped by SIGTERM
+    assert core_train(args[:-1] + ["optim.lr=0.001,0.01,0.003"]) == 143
+    assert "continue with: the same core-train sweep command (finished runs are kept" in capsys.readouterr().err
 
 
 def test_a_sweep_checks_every_combination_first_and_its_dry_run_trains_nothing(tmp_path, capsys):

@@ -48,7 +48,7 @@ class Sweep(Command):
         from core.cli.train import prepare
         from core.config import load_config
         from core.registry import Registry
-        from plugins.sweep.grid import combinations, parse_grid, run_overrides
+        from plugins.sweep.grid import check_kept, combinations, parse_grid, run_overrides
 
         axes = parse_grid(args.grid)
         for index, values in enumerate(combinations(axes)):
@@ -58,6 +58,7 @@ class Sweep(Command):
                       flush=True)
             run = load_config(args.config, args.overrides + run_overrides(config, index, values))
             prepare(args, run, Registry.of_run(run))
+            check_kept(run)
         if args.dry_run or args.print_config:
             return 0
         return _train(args, config, axes)
@@ -67,6 +68,7 @@ def _train(args: argparse.Namespace, config: RunConfig, axes: dict[str, list[Any
     import lightning
 
     from core.config import load_config
+    from core.errors import Stopped
     from core.paths import check_output_dir
     from core.registry import Registry
     from core.resolve import resolve
@@ -83,6 +85,10 @@ def _train(args: argparse.Namespace, config: RunConfig, axes: dict[str, list[Any
         return fit_and_test(resolved, prepare_run_dir(run, resume=resume, overwrite=not resume, registry=registry),
                             resume=resume)
 
-    folder = run_sweep_grid(config, axes, train)
+    try:
+        folder = run_sweep_grid(config, axes, train)
+    except Stopped as stop:  # the sweep, started again, resumes this run and keeps the finished ones
+        raise Stopped(stop.signum, stop.checkpoint, stop.epoch, stop.step,
+                      resume="the same core-train sweep command (finished runs are kept, this one resumes)") from None
     print(f"sweep: {folder / 'sweep.csv'}, {folder / 'sweep.png'}")
     return 0

@@ -24,7 +24,7 @@ import yaml
 
 from core.config import RunConfig
 from core.files import replaced, write_atomic
-from core.errors import ConfigError
+from core.errors import ConfigError, short_repr
 
 
 def parse_grid(grids: list[str]) -> dict[str, list[Any]]:
@@ -55,6 +55,25 @@ def run_overrides(base: RunConfig, index: int, values: dict[str, Any]) -> list[s
     which YAML reads back as it was), its name and the sweep's folder as its ``output_dir``."""
     return [*(f"{key}={json.dumps(value)}" for key, value in values.items()),
             f"name={base.name}-{index:03d}", f"output_dir={sweep_folder(base)}"]
+
+
+def check_kept(run: RunConfig) -> None:
+    """A run the sweep's folder holds already (finished, or interrupted and to be resumed) must
+    have been made with ``run``'s config: a sweep started again after its grid or its YAML
+    changed would otherwise report the old run's results under the new values."""
+    from core.resume import changed_keys
+    from core.run import run_dir_of
+
+    saved = run_dir_of(run) / "config.yaml"
+    if not saved.is_file():
+        return
+    changes = changed_keys(yaml.safe_load(saved.read_text()) or {}, run.model_dump(mode="json"))
+    if changes:
+        listed = ", ".join(f"{key} {short_repr(before)} -> {short_repr(after)}" for key, before, after in changes[:3])
+        raise ConfigError("--grid", f"{saved.parent} holds run {run.name} of this sweep made with another config "
+                          f"({listed}{', ...' if len(changes) > 3 else ''}); started again, a sweep keeps its finished "
+                          "runs and resumes the others", fix=f"to sweep the new values, remove {saved.parent.parent} "
+                          "or give the sweep another name (--set name=...)")
 
 
 def run_sweep_grid(base: RunConfig, axes: dict[str, list[Any]], train: Callable[[list[str], Path, bool], dict[str, float]]
