@@ -62,9 +62,8 @@ def check_kept(run: RunConfig) -> None:
     have been made with ``run``'s config: a sweep started again after its grid or its YAML
     changed would otherwise report the old run's results under the new values."""
     from core.resume import changed_keys
-    from core.run import run_dir_of
 
-    saved = run_dir_of(run) / "config.yaml"
+    saved = Path(run.output_dir) / run.name / "config.yaml"  # (core.run would import Lightning)
     if not saved.is_file():
         return
     changes = changed_keys(yaml.safe_load(saved.read_text()) or {}, run.model_dump(mode="json"))
