@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import argparse
@@ -383,6 +383,19 @@ class DatasetTool(ABC):
 
     @abstractmethod
     def validate(self, path: Path) -> list[str]: ...
+
+    @staticmethod
+    def rows(opened: Split | DiskSplit | Stream, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Samples ``start`` to ``stop`` (default: the end) of an opened split as arrays, however
+        the format holds them (arrays, columns read lazily by slice, a :class:`DiskSplit`)."""
+        import numpy as np
+
+        if isinstance(opened, DiskSplit):
+            return opened.read(np.arange(start, len(opened) if stop is None else stop))
+        if isinstance(opened, Split):
+            return {name: np.asarray(values[start:stop]) for name, values in opened.fields.items()}
+        raise DataError("core-data convert reads datasets with random access, and this one streams its samples: "
+                        "convert from the format it was written from")
 
 
 class Command(ABC):

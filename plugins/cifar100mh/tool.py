@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core import DataError, DataFormat, DatasetTool
+from core import DataError, DataFormat, DatasetMeta, DatasetTool
+from core.files import new_folder
 from plugins.cifar100mh.format import Cifar100MH
 from plugins.cifar100mh.records import encode_records, pickle_records, read_batch
 from plugins.cifar100mh.spec import BATCH_FILES, IMAGE_SHAPE, INFO_FILE, DatasetInfo, ParameterMapping, read_info, write_info
@@ -27,20 +28,24 @@ class Cifar100MHTool(DatasetTool):
         too_many = {h: n for h, n in meta.heads.items() if n > 256}
         if too_many:
             raise DataError(f"CIFAR-100-MH stores each value in one byte; heads {too_many} have more than 256 classes")
-        splits = {"train": [source.open("train"), source.open("val")], "test": [source.open("test")]}
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        counts = {}
-        for file_split, parts in splits.items():
-            pixels = np.concatenate([np.asarray(p.fields["stim"], dtype=np.uint8) for p in parts])
-            values = np.stack([np.concatenate([p.fields[h] for p in parts]) for h in meta.heads], axis=1).astype(np.uint8)
-            target = out / BATCH_FILES[file_split]
-            if variant == "binary":
-                encode_records(pixels, values).tofile(target)
-            else:
-                target.write_bytes(pickle_records(pixels, values))
-            counts[file_split] = len(pixels)
-        write_info(out, DatasetInfo(
+        splits = {"train": ["train", "val"], "test": ["test"]}
+        with new_folder(Path(out), "CIFAR-100-MH") as folder:
+            counts = {}
+            for file_split, names in splits.items():
+                parts = [self.rows(source.open(name)) for name in names]
+                pixels = np.concatenate([p["stim"] for p in parts]).astype(np.uint8, copy=False)
+                values = np.stack([np.concatenate([p[h] for p in parts]) for h in meta.heads], axis=1).astype(np.uint8)
+                target = folder / BATCH_FILES[file_split]
+                if variant == "binary":
+                    encode_records(pixels, values).tofile(target)
+                else:
+                    target.write_bytes(pickle_records(pixels, values))
+                counts[file_split] = len(pixels)
+            self._write_info(folder, meta, counts)
+
+    @staticmethod
+    def _write_info(folder: Path, meta: DatasetMeta, counts: dict[str, int]) -> None:
+        write_info(folder, DatasetInfo(
             dataset_name=meta.name,
             n_samples=counts["train"] + counts["test"],
             train_samples=counts["train"],

@@ -46,8 +46,14 @@ class Digits(DataFormat):
             raise ValueError("heads is empty; name at least one of 'digit', 'parity'")
         if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be > 0 and sum below 1")
+        if split_seed < 0:
+            raise ValueError(f"split_seed must be at least 0, not {split_seed}")
         self.image_size, self.channels, self.heads = image_size, channels, list(dict.fromkeys(heads))
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        empty = [split for split, (start, stop) in self._bounds().items() if start == stop]
+        if empty:
+            raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} leave the {empty[0]} split "
+                             f"of the {N_SAMPLES:,} samples empty; each fraction must be at least {1 / N_SAMPLES:.5f}")
 
     def _bounds(self) -> dict[str, tuple[int, int]]:
         n_test = round(N_SAMPLES * self.test_fraction)

@@ -105,6 +105,9 @@ def read_info(path: str, keys: dict[str, str] | None = None) -> SessionInfo:
                             "float32): name the datasets the file has with the format option keys (e.g. keys: "
                             "{stim: images, responses: voxels})")
         stim = f[names["stim"]]
+        if not isinstance(stim, h5py.Dataset):
+            raise DataError(f"{path}: '{names['stim']}' is a group, not a dataset; a session's stim is one dataset "
+                            "(N x H x W, N x C x H x W or N x T x H x W): name it with the format option keys")
         if str(stim.dtype) not in STIM_DTYPES:
             raise DataError(f"{path}: stim is {stim.dtype}; the session layout stores uint8 pixels or float16/float32 "
                             "values (in [0, 1] by convention): rewrite stim as one of those")
@@ -131,6 +134,11 @@ def read_info(path: str, keys: dict[str, str] | None = None) -> SessionInfo:
             chunk_bytes = max(chunk_bytes, _chunk_bytes(data))
             compressed = compressed or data.compression is not None
         classes = _label_classes(path, f.attrs.get("label_classes"))
+        head_name = head or str(f.attrs.get("head_name", "label"))
+        if head_name in ROLES:  # a batch holds each under its name: the label would replace it
+            raise DataError(f"{path}: the label head is named '{head_name}', the name of a session field; a batch "
+                            "could hold only one of them: rename the head (the file's head_name attribute, or the "
+                            "format option keys: {label: ...})")
         return SessionInfo(
             path=path,
             name=str(f.attrs.get("session", Path(path).stem)),
@@ -142,7 +150,7 @@ def read_info(path: str, keys: dict[str, str] | None = None) -> SessionInfo:
             chunk_bytes=chunk_bytes,
             compressed=compressed,
             label_classes=classes,
-            head_name=head or str(f.attrs.get("head_name", "label")),
+            head_name=head_name,
             datasets={name: names[name] for name in shapes},
         )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from core import SPLITS, ConfigError, DataError, DataFormat, DatasetTool
+from core.files import make_folder, replaced
 from plugins.hdf5.session import SPLIT_CODES, check_values, expand_paths, open_file, read_blocks, read_info
 
 SUFFIXES = (".h5", ".hdf5")
@@ -24,25 +27,20 @@ def _session_files(path: Path) -> list[str]:
     return expand_paths(str(path))
 
 
-def make_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` (and its parents); a path under a file, or a folder that cannot be
-    created, is a DataError naming it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
-        why = f"{blocking} is a file, not a folder" if blocking is not None else (exc.strerror or str(exc))
-        raise DataError(f"cannot write {what} to {folder}: {why}; choose another output folder") from None
-
-
-def create_file(path: Path) -> Any:
-    """``h5py.File(path, "w")``; a file that cannot be created is a DataError naming it."""
+@contextmanager
+def create_file(path: Path) -> Iterator[Any]:
+    """An ``h5py.File`` written under a temporary name and moved over ``path`` once complete
+    (:func:`core.files.replaced`): a kill leaves the previous file or none, never a torn one.
+    A file that cannot be created is a DataError naming it."""
     import h5py
 
-    try:
-        return h5py.File(path, "w")
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {str(exc).splitlines()[0]}; choose another output folder") from None
+    with replaced(path) as partial:
+        try:
+            handle = h5py.File(partial, "w")
+        except OSError as exc:
+            raise DataError(f"cannot write {path}: {str(exc).splitlines()[0]}; choose another output folder") from None
+        with handle:
+            yield handle
 
 
 class HDF5Tool(DatasetTool):
@@ -63,10 +61,9 @@ class HDF5Tool(DatasetTool):
         out = Path(out)
         target = out if out.suffix in SUFFIXES else out / f"{session or meta.name}.h5"
         make_folder(target.parent, "the session")
-        splits = {split: source.open(split) for split in SPLITS}
-        fields = {name: np.concatenate([np.asarray(s.fields[name]) for s in splits.values()])
-                  for name in splits["train"].fields}
-        codes = np.concatenate([np.full(len(s), SPLIT_CODES[name], np.uint8) for name, s in splits.items()])
+        splits = {split: self.rows(source.open(split)) for split in SPLITS}
+        fields = {name: np.concatenate([s[name] for s in splits.values()]) for name in splits["train"]}
+        codes = np.concatenate([np.full(len(s["stim"]), SPLIT_CODES[name], np.uint8) for name, s in splits.items()])
         if meta.stim_axes == "TCHW":
             fields["stim"] = fields["stim"].reshape(len(codes), meta.stim_shape[0], *meta.stim_shape[2:])
         head = next(iter(meta.heads), None)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core import SPLITS, DataError, DataFormat, DatasetTool
+from core.files import new_folder
 from plugins.image_folder.decode import decode_all, default_workers
 from plugins.image_folder.format import ImageFolder
 from plugins.image_folder.scan import IMAGE_EXTENSIONS
@@ -40,14 +41,15 @@ class ImageFolderTool(DatasetTool):
                             f"stim {meta.stim_axes} {meta.stim_shape} and heads {list(meta.heads)}")
         (head, classes), = meta.heads.items()
         width = len(str(classes - 1))
-        for split in SPLITS:
-            fields = source.open(split).fields
-            for i, (pixels, label) in enumerate(zip(fields["stim"], fields[head])):
-                folder = Path(out) / split / f"{int(label):0{width}d}"
-                folder.mkdir(parents=True, exist_ok=True)
-                image = np.asarray(pixels, dtype=np.uint8)
-                Image.fromarray(image[0] if len(image) == 1 else image.transpose(1, 2, 0)).save(
-                    folder / f"{i:06d}.{'png' if image_format == 'png' else 'jpg'}")
+        with new_folder(Path(out), "the image folder") as root:
+            for split in SPLITS:
+                fields = self.rows(source.open(split))
+                for i, (pixels, label) in enumerate(zip(fields["stim"], fields[head])):
+                    folder = root / split / f"{int(label):0{width}d}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    image = np.asarray(pixels, dtype=np.uint8)
+                    Image.fromarray(image[0] if len(image) == 1 else image.transpose(1, 2, 0)).save(
+                        folder / f"{i:06d}.{'png' if image_format == 'png' else 'jpg'}")
 
     def inspect(self, path: Path) -> dict[str, Any]:
         fmt = ImageFolder(str(path))

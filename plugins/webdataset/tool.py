@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from core import SPLITS, ConfigError, DataError, DataFormat, DatasetMeta, DatasetTool, DiskSplit, Split
+from core.files import make_folder
 from plugins.webdataset.samples import STORED_AXES, SampleSpec, spec_from_sample, spec_from_sidecar
 from plugins.webdataset.sidecar import SIDECAR, Sidecar, read_sidecar, write_sidecar
 from plugins.webdataset.tarfiles import ShardError, first_sample, shard_samples
@@ -42,7 +43,7 @@ class WebDatasetTool(DatasetTool):
         out = Path(out)
         if (out / SIDECAR).exists() or any(out.glob("*.tar")):
             raise DataError(f"{out} already holds shards\n  fix: remove it first, or write to another folder")
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, "the shards")
         head_keys = {head: "cls" if i == 0 else f"{head}.cls" for i, head in enumerate(meta.heads)}
         shards: dict[str, dict[str, int]] = {}
         fields: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -129,10 +130,7 @@ def _samples(opened: Split | DiskSplit, start: int, stop: int, meta: DatasetMeta
     """(index, members) of samples ``start`` to ``stop``, read from the source a chunk at a time."""
     for chunk in range(start, stop, CHUNK):
         end = min(chunk + CHUNK, stop)
-        if isinstance(opened, DiskSplit):
-            arrays = opened.read(np.arange(chunk, end))
-        else:
-            arrays = {name: np.asarray(values[chunk:end]) for name, values in opened.fields.items()}
+        arrays = DatasetTool.rows(opened, chunk, end)
         stim = arrays.pop("stim")
         if stim[0].size != int(np.prod(meta.stim_shape)):
             raise DataError(f"'{meta.name}': a stim sample has shape {stim.shape[1:]}, its metadata says {meta.stim_shape}")

@@ -1,0 +1,74 @@
+"""``core-data convert`` between on-disk formats: from a lazily read source too, never over
+(or mixed into) an existing dataset, and never leaving a torn file or a folder that looks
+complete when it is interrupted."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from core.errors import DataError
+from core.files import new_folder
+from plugins.hdf5.tool import create_file
+from tests.conftest import run_main
+
+
+def convert(*args: object) -> tuple[int, str]:
+    result = run_main("core-data", "convert", *map(str, args))
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mode", ["memory", "lazy"])
+def test_an_hdf5_session_converts_to_every_on_disk_format(tmp_path, mode):
+    assert convert("--from", "digits", "--option", "image_size=32", "--option", "channels=3", "--to", "hdf5",
+                   tmp_path / "d.h5")[0] == 0
+    source = ("--from", "hdf5", "--option", f"paths={tmp_path / 'd.h5'}", "--option", f"mode={mode}")
+    for tool, out in (("hdf5", "copy.h5"), ("image_folder", "images"), ("cifar100mh", "mh"), ("webdataset", "wds")):
+        code, output = convert(*source, "--to", tool, tmp_path / out)
+        assert code == 0, output
+        assert run_main("core-data", "validate", str(tmp_path / out)).returncode == 0
+    with h5py.File(tmp_path / "d.h5") as before, h5py.File(tmp_path / "copy.h5") as after:
+        assert all(np.array_equal(before[key][()], after[key][()]) for key in ("stim", "label", "split"))
+
+
+def test_a_folder_is_written_whole_or_not_at_all_and_never_over_another(tmp_path):
+    out = tmp_path / "images"
+    with pytest.raises(RuntimeError), new_folder(out, "the image folder") as partial:
+        (partial / "train").mkdir()
+        raise RuntimeError("killed while writing")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its partial copy
+    with new_folder(out, "the image folder") as partial:
+        (partial / "done").write_text("x")
+    assert (out / "done").is_file() and [p.name for p in tmp_path.iterdir()] == ["images"]
+    with pytest.raises(DataError, match="cannot write the image folder to .*images: it already holds files; remove"):
+        with new_folder(out, "the image folder"):
+            pass
+    code, output = convert("--from", "digits", "--to", "image_folder", out)
+    assert code == 2 and "it already holds files" in output
+    (tmp_path / "afile").write_text("")
+    code, output = convert("--from", "digits", "--to", "image_folder", tmp_path / "afile" / "out")
+    assert code == 2 and "afile is a file, not a folder" in output
+
+
+def test_an_hdf5_file_rewritten_and_interrupted_keeps_the_previous_one(tmp_path, monkeypatch):
+    target = tmp_path / "keep.h5"
+    with create_file(target) as f:
+        f["stim"] = np.zeros((2, 4, 4), np.uint8)
+    with pytest.raises(RuntimeError), create_file(target) as f:
+        f["stim"] = np.ones((3, 4, 4), np.uint8)
+        raise RuntimeError("killed while writing")
+    with h5py.File(target) as f:
+        assert f["stim"].shape == (2, 4, 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.h5"]
+
+
+def test_a_session_whose_label_head_is_named_like_a_field_is_refused(tmp_path):
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f["stim"] = np.zeros((4, 8, 8), np.uint8)
+        f["responses"] = np.zeros((4, 3), np.float32)
+        f["label"] = np.zeros(4, np.int64)
+        f.attrs["head_name"] = "responses"
+    result = run_main("core-data", "validate", str(path))
+    assert result.returncode != 0 and "the label head is named 'responses', the name of a session field" in result.stdout
