@@ -72,3 +72,30 @@ def test_a_session_whose_label_head_is_named_like_a_field_is_refused(tmp_path):
         f.attrs["head_name"] = "responses"
     result = run_main("core-data", "validate", str(path))
     assert result.returncode != 0 and "the label head is named 'responses', the name of a session field" in result.stdout
+
+
+def test_an_image_folder_is_refused_when_a_class_has_no_train_sample(tmp_path):
+    from core.testing import TinyDataset
+    from plugins.image_folder.tool import ImageFolderTool
+
+    class NoClassZero(TinyDataset):
+        def open(self, split):
+            opened = super().open(split)
+            opened.fields["label"][:] = np.maximum(opened.fields["label"], 1)
+            return opened
+
+    with pytest.raises(DataError, match="no train sample of class 0 of head 'label' .* would renumber the labels"):
+        ImageFolderTool().write(NoClassZero(heads={"label": 3}), tmp_path / "images")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_responses_past_float32_s_range_are_refused_like_non_finite_ones(tmp_path):
+    path = tmp_path / "huge.h5"
+    responses = np.random.default_rng(0).random((20, 5))
+    responses[7, 1] = 1e300  # finite as stored (float64), inf as trained (float32)
+    with h5py.File(path, "w") as f:
+        f["stim"], f["responses"] = np.zeros((20, 8, 8), np.uint8), responses
+    result = run_main("core-data", "validate", str(path))
+    assert result.returncode != 0
+    assert "responses holds 1e+300 at trial 7 (1 such trial(s) in trials 0..19); responses must be finite numbers " \
+           "within float32's range" in result.stdout

@@ -200,13 +200,15 @@ def check_values(path: str, name: str, start: int, block: np.ndarray, classes: i
             raise DataError(f"{path}: split holds {rows[row][0]!s} at trial {start + row}; use 0 (train), 1 (val) or 2 (test)")
         return
     if name in ("stim", "responses", "contrast"):
-        bad = ~np.isfinite(rows).all(axis=1)
+        with np.errstate(over="ignore"):  # training reads them as float32: a float64 past its range becomes inf
+            read = rows.astype(np.float32) if rows.dtype.kind == "f" and rows.dtype.itemsize > 4 else rows
+        bad = ~np.isfinite(read).all(axis=1)
         if bad.any():
             row = int(np.argmax(bad))
-            value = rows[row][~np.isfinite(rows[row])][0]
+            value = rows[row][~np.isfinite(read[row])][0]
             raise DataError(f"{path}: {name} holds {value!s} at trial {start + row} ({int(bad.sum())} such trial(s) in "
-                            f"trials {start}..{start + len(block) - 1}); {name} must be finite numbers: fix or remove "
-                            "those trials")
+                            f"trials {start}..{start + len(block) - 1}); {name} must be finite numbers within float32's "
+                            "range (training reads them as float32): fix or remove those trials")
     if name == "contrast":
         bad = (rows < 0) | (rows > 1)
         if bad.any():

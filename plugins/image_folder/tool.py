@@ -44,6 +44,12 @@ class ImageFolderTool(DatasetTool):
         with new_folder(Path(out), "the image folder") as root:
             for split in SPLITS:
                 fields = self.rows(source.open(split))
+                missing = sorted(set(range(classes)) - set(np.unique(fields[head]).tolist())) if split == "train" else []
+                if missing:  # the reader numbers the train folder's class folders: labels would shift
+                    raise DataError(f"'{meta.name}' has no train sample of class {missing[0]} of head '{head}' "
+                                    f"({len(missing)} of {classes} classes missing); an image folder numbers its "
+                                    "classes by the train split's class folders, so reading it back would renumber "
+                                    "the labels: convert to hdf5, webdataset or cifar100mh, which keep label values")
                 for i, (pixels, label) in enumerate(zip(fields["stim"], fields[head])):
                     folder = root / split / f"{int(label):0{width}d}"
                     folder.mkdir(parents=True, exist_ok=True)
