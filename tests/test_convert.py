@@ -99,3 +99,10 @@ def test_responses_past_float32_s_range_are_refused_like_non_finite_ones(tmp_pat
     assert result.returncode != 0
     assert "responses holds 1e+300 at trial 7 (1 such trial(s) in trials 0..19); responses must be finite numbers " \
            "within float32's range" in result.stdout
+
+
+def test_inspect_lists_every_file_when_sessions_share_a_name(tmp_path):
+    assert convert("--from", "digits", "--to", "hdf5", tmp_path / "a" / "a.h5")[0] == 0
+    (tmp_path / "a" / "b.h5").write_bytes((tmp_path / "a" / "a.h5").read_bytes())  # the same session name inside
+    result = run_main("core-data", "inspect", "--json", str(tmp_path / "a"))
+    assert result.returncode == 0 and result.stdout.count('"file"') == 2

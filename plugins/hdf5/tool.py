@@ -107,7 +107,8 @@ class HDF5Tool(DatasetTool):
                                    "chunks": list(f[name].chunks) if f[name].chunks else "contiguous",
                                    "compression": f[name].compression or "none"}
                             for name in f if isinstance(f[name], _dataset_type())}
-            report["sessions"][info.name] = {"file": file, "trials": info.n, "stim_axes": info.stim_axes,
+            key = info.name if info.name not in report["sessions"] else f"{info.name} ({file})"  # names can repeat
+            report["sessions"][key] = {"file": file, "trials": info.n, "stim_axes": info.stim_axes,
                                              "datasets": datasets}
         return report
 
