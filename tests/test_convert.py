@@ -106,3 +106,10 @@ def test_inspect_lists_every_file_when_sessions_share_a_name(tmp_path):
     (tmp_path / "a" / "b.h5").write_bytes((tmp_path / "a" / "a.h5").read_bytes())  # the same session name inside
     result = run_main("core-data", "inspect", "--json", str(tmp_path / "a"))
     assert result.returncode == 0 and result.stdout.count('"file"') == 2
+
+
+def test_an_image_folder_with_val_and_test_but_no_train_is_refused(tmp_path):
+    assert convert("--from", "digits", "--to", "image_folder", tmp_path / "images")[0] == 0
+    (tmp_path / "images" / "train").rename(tmp_path / "train")
+    result = run_main("core-data", "info", "image_folder", "--option", f"root={tmp_path / 'images'}")
+    assert result.returncode == 2 and "has val/ and test/ but no train/; split folders need train/" in result.stderr

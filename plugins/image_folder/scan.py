@@ -46,6 +46,10 @@ class Listing:
 def split_folders(root: Path) -> dict[str, Path]:
     """``{split: folder}`` for the split subfolders of ``root`` (empty when it has no ``train``)."""
     if not (root / "train").is_dir():
+        held = [f"{split}/" for split in SPLITS[1:] if (root / split).is_dir()]
+        if held:  # else val and test would be read as two classes
+            raise DataError(f"{root}: has {' and '.join(held)} but no train/; split folders need train/ (its class "
+                            "folders are the classes): add it, or rename the folders if they are classes")
         return {}
     return {split: root / split for split in SPLITS if (root / split).is_dir()}
 
