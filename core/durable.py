@@ -108,6 +108,8 @@ class GracefulStop(Checkpoint):
         self.on_train_start(trainer, pl_module)  # Lightning's handlers are in place by now: replace them
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.ckpt_path is not None and any(cb.stopped_epoch > 0 for cb in trainer.early_stopping_callbacks):
+            trainer.should_stop = True  # early stopping had ended the run that is resumed: it stays ended
         if threading_main() and not self.previous:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self.previous[signum] = signal.signal(signum, self._note)

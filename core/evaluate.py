@@ -35,17 +35,17 @@ def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
     folder = run_dir / "checkpoints"
     if name not in ("best", "last"):
         path = Path(name)
-    elif (folder / f"{name}.ckpt").is_file():
-        path = folder / f"{name}.ckpt"
+    elif name == "best":  # the recorded best (a best.ckpt can be stale after save_top_k grew), else best.ckpt
+        path = _best_kept(folder) or folder / "best.ckpt"
     else:
-        path = _best_kept(folder) if name == "best" else folder / "last.ckpt"
+        path = folder / "last.ckpt"
     if not path.is_file():
         raise ConfigError("--checkpoint", f"no checkpoint at {path}",
                           fix=f"train the run first (core-train fit --config ...), or pass --checkpoint PATH")
     return path
 
 
-def _best_kept(folder: Path) -> Path:
+def _best_kept(folder: Path) -> Path | None:
     """With several best checkpoints kept, the one the checkpoint callback recorded as best."""
     import torch
 
@@ -54,8 +54,9 @@ def _best_kept(folder: Path) -> Path:
         state = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
         for key, value in state.items():
             if key.startswith("ModelCheckpoint") and value.get("best_model_path") and "'monitor': None" not in key:
-                return Path(value["best_model_path"])
-    return folder / "best.ckpt"
+                kept = folder / Path(value["best_model_path"]).name  # this folder's: a run may have been moved
+                return kept if kept.is_file() else None
+    return None
 
 
 def load_weights(module: Any, path: Path) -> None:
@@ -68,7 +69,14 @@ def load_weights(module: Any, path: Path) -> None:
         raise ConfigError("--checkpoint", f"{path} is not a readable core-train checkpoint ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})",
                           fix="pass a checkpoint a run wrote (<run>/checkpoints/best.ckpt or last.ckpt)") from None
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        from core.run import mismatch
+
+        raise mismatch(exc, path, fix="use the config the checkpoint was trained with (its run's config.yaml)") from None
     if missing or unexpected:
         raise ConfigError("model", f"checkpoint {path} does not fit this run's model: missing {missing[:5]}, "
                           f"unexpected {unexpected[:5]}", fix="use the config the checkpoint was trained with")

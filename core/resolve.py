@@ -414,7 +414,30 @@ def check_trainer(options: dict[str, Any]) -> dict[str, Any]:
                               f"{did_you_mean(accelerator.lower(), names)}", fix=f"use one of: {', '.join(names)}")
     if "devices" in checked:
         _check_devices(options["devices"], accelerator)
+    _check_counts(checked)
     return checked
+
+
+# trainer values the signature's types admit and Lightning refuses (or divides by) only once training runs
+LEAST = {"log_every_n_steps": 1, "accumulate_grad_batches": 1, "max_steps": -1, "max_epochs": -1, "min_epochs": 0,
+         "min_steps": 0, "check_val_every_n_epoch": 1}
+
+
+def _check_counts(checked: dict[str, Any]) -> None:
+    for key, least in LEAST.items():
+        value = checked.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < least:
+            raise ConfigError(f"trainer.{key}", f"{key} must be at least {least}, not {value}",
+                              fix=f"set trainer.{key} to {max(least, 1)} or more" + (" (-1: no limit)" if least < 0 else ""))
+    if isinstance(checked.get("max_time"), str):
+        from lightning.pytorch.callbacks import Timer
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            Timer(duration=checked["max_time"])
+        except MisconfigurationException:
+            raise ConfigError("trainer.max_time", f"{short_repr(checked['max_time'])} is not a duration",
+                              fix="write it as DD:HH:MM:SS, e.g. max_time: '00:12:00:00' for 12 hours") from None
 
 
 DEVICES_FIX = "set trainer.devices to a number of devices (1, 2, ...), a list of GPU indices ([0, 1]), -1 for every GPU, or auto"

@@ -68,6 +68,11 @@ def changed_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
 
 def check_resume(checkpoint: dict[str, Any], config: RunConfig) -> list[tuple[str, Any, Any]]:
     """Refuse changes that a resume cannot honour; return the ones it applies."""
+    epoch, limit = checkpoint.get("epoch"), config.trainer.get("max_epochs")
+    if isinstance(limit, int) and isinstance(epoch, int) and 0 <= limit < epoch:  # Lightning's refusal, before any write
+        raise ConfigError("trainer.max_epochs", f"--resume continues a run whose checkpoint is at epoch {epoch}, "
+                          f"past max_epochs {limit}", fix=f"resume with max_epochs {epoch} or more, or evaluate the run "
+                          "as it is (core-train test --config ...)")
     saved = checkpoint.get("hyper_parameters", {}).get("config")
     if not isinstance(saved, dict):
         return []  # a checkpoint of an older core-train: nothing to compare with

@@ -29,7 +29,7 @@ from core.registry import Registry
 from core.resolve import ResolvedRun, format_wrappers, standard_names
 
 RUN_FILES = ("metrics.csv", "hparams.yaml", "curves.png", "plugins.json", "config.yaml", "learned.json",
-             "checkpoints", "tensorboard", "wandb", "mlruns")
+             "checkpoints", "tensorboard", "wandb", "mlruns", "predictions")
 
 
 def run_dir_of(config: RunConfig) -> Path:
@@ -170,7 +170,10 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
         enable_version_counter=False, auto_insert_metric_name=False,
     )
     # rewritten at the end of every epoch (and every N steps or minutes if asked): what --resume continues from
-    last = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)]
+    # (at the train epoch's end when validation skips epochs: Lightning would save only after validating)
+    every_epoch = True if config.trainer.get("check_val_every_n_epoch", 1) != 1 else None
+    last = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
+                            save_on_train_epoch_end=every_epoch)]
     if chosen.every_n_train_steps or chosen.every_n_minutes:
         last.append(MidEpochCheckpoint(
             dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
@@ -226,7 +229,7 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, test: bool 
         raise stop.stopped from None
     except RuntimeError as exc:
         if resume and "size mismatch" in str(exc):
-            raise _mismatch(exc, last_ckpt) from None
+            raise mismatch(exc, last_ckpt) from None
         raise
     try:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
@@ -256,14 +259,16 @@ def _trainer_options(options: dict[str, Any], datasets: int) -> dict[str, Any]:
     return options
 
 
-def _mismatch(exc: RuntimeError, checkpoint: Path) -> ConfigError:
-    """A checkpoint whose weights do not fit the model the data now asks for (e.g. a readout
-    trained for another number of neurons), as one message naming each tensor."""
+RESUME_MISMATCH_FIX = ("resume with the data the run was started with (same datasets, same neurons), or start a new "
+                       "run (--overwrite or another name) loading the core with model.<name>.pretrained")
+
+
+def mismatch(exc: RuntimeError, checkpoint: Path, fix: str = RESUME_MISMATCH_FIX) -> ConfigError:
+    """A checkpoint whose weights do not fit the model the config and data now ask for (e.g. a
+    readout trained for another number of neurons), as one message naming each tensor."""
     lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
-    return ConfigError("model", f"{checkpoint} does not fit this run's model, whose shapes follow the data:\n    "
-                       + "\n    ".join(lines[:8]),
-                       fix="resume with the data the run was started with (same datasets, same neurons), or start a "
-                           "new run (--overwrite or another name) loading the core with model.<name>.pretrained")
+    return ConfigError("model", f"{checkpoint} does not fit this run's model, whose shapes follow the config and the "
+                       "data:\n    " + "\n    ".join(lines[:8]), fix=fix)
 
 
 def _headline(results: dict[str, Any]) -> dict[str, float]:

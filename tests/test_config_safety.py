@@ -330,3 +330,17 @@ def test_output_dir_on_a_read_only_filesystem(capsys, write_config, monkeypatch)
     path = write_config(SMALL_RUN)
     fails(capsys, ["--config", path], "config error at output_dir: cannot write in", "Read-only file system",
           "fix: set output_dir to a folder you can write")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"log_every_n_steps": 0}, "trainer.log_every_n_steps: log_every_n_steps must be at least 1, not 0"),
+    ({"accumulate_grad_batches": 0}, "trainer.accumulate_grad_batches: accumulate_grad_batches must be at least 1"),
+    ({"max_steps": -5}, "trainer.max_steps: max_steps must be at least -1, not -5"),
+    ({"max_time": "abc"}, "trainer.max_time: 'abc' is not a duration"),
+])
+def test_trainer_values_lightning_refuses_only_while_training_are_refused_when_resolved(options, message):
+    """Each passed the signature's types, then stopped the run with a traceback (a division by
+    zero, or Lightning's refusal) after the run directory was prepared."""
+    with pytest.raises(ConfigError, match=message):
+        check_trainer(options)
+    assert check_trainer({"max_time": "00:01:00:00", "max_steps": -1, "log_every_n_steps": 1})

@@ -118,6 +118,46 @@ def test_a_sigterm_after_training_is_a_stop_not_a_success(tmp_path, monkeypatch,
     assert "stopped by SIGTERM before the command finished" in capsys.readouterr().err
 
 
+def test_a_resume_keeps_to_what_the_run_was_and_what_it_holds(tmp_path, capsys):
+    config = bench.write_config(tmp_path, epochs=2)
+    run_dir = tmp_path / "runs" / "kill"
+    (run_dir / "predictions").mkdir(parents=True)  # an earlier run's output: --overwrite removes it
+    (run_dir / "predictions" / "test.h5").write_text("old")
+    assert core_train(["fit", "--config", str(config), "--overwrite"]) == 0 and not (run_dir / "predictions").exists()
+    kept = (run_dir / "config.yaml").read_text(), (run_dir / "metrics.csv").read_text()
+    capsys.readouterr()
+    # fewer epochs than trained: one message before anything is rewritten (Lightning's traceback came after)
+    assert core_train(["fit", "--config", str(config), "--set", "trainer.max_epochs=0", "--resume"]) == 2
+    assert "config error at trainer.max_epochs: --resume continues a run whose checkpoint is at epoch 1, past " \
+           "max_epochs 0" in capsys.readouterr().err
+    assert ((run_dir / "config.yaml").read_text(), (run_dir / "metrics.csv").read_text()) == kept
+    # more best checkpoints kept after a resume: best is the recorded one, not the stale best.ckpt
+    more = ["--set", "trainer.max_epochs=4", "--set", "checkpoint.save_top_k=3"]
+    assert core_train(["fit", "--config", str(config), *more, "--resume"]) == 0
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert core_train(["test", "--config", str(config), *more]) == 0
+    assert "checkpoints/best-00" in capsys.readouterr().out
+    # a checkpoint that does not fit the model asked for: one message
+    assert core_train(["test", "--config", str(config), *more, "--set", "model.simple_cnn.conv1=6"]) == 2
+    assert "does not fit this run's model" in capsys.readouterr().err
+
+
+def test_early_stopping_s_end_survives_a_resume_and_last_ckpt_every_epoch(tmp_path):
+    config = bench.write_config(tmp_path, epochs=4)
+    stop = ["--set", "callbacks=[{early_stopping: {patience: 1, min_delta: 10.0}}]"]
+    last = tmp_path / "runs" / "kill" / "checkpoints" / "last.ckpt"
+    assert core_train(["fit", "--config", str(config), *stop]) == 0
+    ended = torch.load(last, map_location="cpu", weights_only=True)
+    assert ended["epoch"] == 1  # early stopping ended it after epoch 1 of 4
+    assert core_train(["fit", "--config", str(config), *stop, "--resume"]) == 0
+    resumed = torch.load(last, map_location="cpu", weights_only=True)
+    assert resumed["epoch"] == 1 and all(torch.equal(ended["state_dict"][k], resumed["state_dict"][k])
+                                         for k in ended["state_dict"])  # it stays ended: no epoch trained
+    sparse = ["--set", "trainer.max_epochs=3", "--set", "trainer.check_val_every_n_epoch=2", "--overwrite"]
+    assert core_train(["fit", "--config", str(config), *sparse]) == 0
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2  # written after epoch 2 too
+
+
 def test_atomic_writes_leave_the_old_file_until_the_new_one_is_complete(tmp_path, monkeypatch):
     target = tmp_path / "last.ckpt"
     write_atomic(target, b"old")
