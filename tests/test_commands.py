@@ -111,3 +111,15 @@ def test_a_sweep_refuses_the_flags_of_a_single_run(capsys, write_config):
     for flag in ("--resume", "--overwrite"):
         assert train_cli.main(["sweep", "--config", path, "--grid", "optim.lr=1e-3,3e-3", flag]) == 2
         assert f"config error at {flag}: core-train sweep does not take {flag}" in capsys.readouterr().err
+
+
+def test_evaluations_refuse_training_flags_and_predict_s_flags_go_with_predict(capsys, write_config, tmp_path):
+    path = str(write_config(SMALL_RUN))
+    for command in ("test", "validate", "predict"):
+        assert train_cli.main([command, "--config", path, "--resume"]) == 2  # it trains nothing: not silently ignored
+        assert f"config error at --resume: core-train {command} evaluates a trained run and does not take --resume" \
+               in capsys.readouterr().err
+    assert train_cli.main(["test", "--config", path, "--split", "val"]) == 2  # it tested the test split before
+    assert "--split, --record and --output go with core-train predict" in capsys.readouterr().err
+    assert train_cli.main(["predict", "--config", path, "--output", str(tmp_path)]) == 2
+    assert f"config error at --output: {tmp_path} is a folder; --output names the HDF5 file" in capsys.readouterr().err

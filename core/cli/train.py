@@ -139,6 +139,10 @@ def _check_flags(args: argparse.Namespace, commands: Mapping[str, Command]) -> N
     if args.checkpoint and args.command not in evaluators:
         raise ConfigError("", f"--checkpoint names what {', '.join(evaluators[:-1])} or {evaluators[-1]} evaluates",
                           fix="continue training with --resume; evaluate with core-train test --checkpoint PATH")
+    given = next((flag for flag in ("--resume", "--overwrite") if getattr(args, flag[2:])), None)
+    if given and args.command in evaluators:  # an evaluation trains nothing: the flag would be ignored
+        raise ConfigError(given, f"core-train {args.command} evaluates a trained run and does not take {given}",
+                          fix=f"train with core-train --config ... {given}, then run core-train {args.command}")
     for name, command in commands.items():
         command.check(args, args.command == name)
 

@@ -28,13 +28,17 @@ class Predict(Command):
     takes_checkpoint = True
 
     def add_arguments(self, group: argparse._ArgumentGroup) -> None:
-        group.add_argument("--split", choices=("train", "val", "test"), default="test", help="the split (default test)")
+        group.add_argument("--split", choices=("train", "val", "test"), help="the split (default test)")
         group.add_argument("--record", default="", metavar="NAME,...", help="also write these modules' activations")
         group.add_argument("--output", metavar="FILE", help="the HDF5 file (default <run>/predictions/<split>.h5)")
 
     def check(self, args: argparse.Namespace, chosen: bool) -> None:
-        if (args.record or args.output) and not chosen:
-            raise ConfigError("", "--record and --output go with core-train predict", fix="core-train predict --config ... --record NAME")
+        if (args.record or args.output or args.split) and not chosen:
+            raise ConfigError("", "--split, --record and --output go with core-train predict",
+                              fix="core-train predict --config ... --split val --record NAME")
+        if chosen and args.output and Path(args.output).is_dir():
+            raise ConfigError("--output", f"{args.output} is a folder; --output names the HDF5 file to write",
+                              fix=f"e.g. --output {Path(args.output) / 'predictions.h5'}")
 
     def run(self, args: argparse.Namespace, config: RunConfig, registry: Registry) -> int:
         from core.cli.train import prepare
@@ -46,7 +50,7 @@ class Predict(Command):
         from plugins.predict.writer import predict
 
         record = [name.strip() for name in args.record.split(",") if name.strip()]
-        path = predict(resolved, run_dir_of(config), args.checkpoint, args.split, record,
+        path = predict(resolved, run_dir_of(config), args.checkpoint, args.split or "test", record,
                        Path(args.output) if args.output else None)
         print(f"predictions: {path}")
         return 0
