@@ -51,7 +51,7 @@ def _best_kept(folder: Path) -> Path | None:
 
     last = folder / "last.ckpt"
     if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+        state = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})  # no tensor read
         for key, value in state.items():
             if key.startswith("ModelCheckpoint") and value.get("best_model_path") and "'monitor': None" not in key:
                 kept = folder / Path(value["best_model_path"]).name  # this folder's: a run may have been moved
