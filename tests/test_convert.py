@@ -113,3 +113,23 @@ def test_an_image_folder_with_val_and_test_but_no_train_is_refused(tmp_path):
     (tmp_path / "images" / "train").rename(tmp_path / "train")
     result = run_main("core-data", "info", "image_folder", "--option", f"root={tmp_path / 'images'}")
     assert result.returncode == 2 and "has val/ and test/ but no train/; split folders need train/" in result.stderr
+
+
+def test_a_stim_group_a_stream_source_and_bad_digits_splits_are_one_message_each(tmp_path):
+    from core.kinds import DatasetTool, Stream
+
+    with h5py.File(tmp_path / "group.h5", "w") as f:
+        f.create_group("stim")
+    result = run_main("core-data", "validate", str(tmp_path / "group.h5"))
+    assert result.returncode != 0 and "'stim' is a group, not a dataset" in result.stdout
+
+    class Streaming(Stream):
+        def batches(self, *args, **kwargs):
+            return iter(())
+
+    with pytest.raises(DataError, match="core-data convert reads datasets with random access, and this one streams"):
+        DatasetTool.rows(Streaming())
+    code, output = convert("--from", "digits", "--option", "split_seed=-1", "--to", "hdf5", tmp_path / "s.h5")
+    assert code == 2 and "split_seed must be at least 0, not -1" in output
+    code, output = convert("--from", "digits", "--option", "val_fraction=0.0001", "--to", "hdf5", tmp_path / "s.h5")
+    assert code == 2 and "leave the val split of the 1,797 samples empty; each fraction must be at least 0.00056" in output
