@@ -9,6 +9,8 @@
 - :class:`GracefulStop`: SIGTERM (a preempted job) and SIGINT (Ctrl-C) during training
   save a resumable ``last.ckpt`` at the current step and stop with :class:`Stopped`,
   which the CLI turns into the resume command and exit status 143 or 130.
+- :class:`RunCheckpoint`: a run directory copied or moved resumes with its best checkpoints
+  remembered, as if it had stayed.
 - :class:`RandomState`: the random generators (Python, NumPy, torch, CUDA) travel in every
   checkpoint, so a resumed run draws the same augmentations as an uninterrupted one.
 """
@@ -153,7 +155,32 @@ class GracefulStop(Checkpoint):
             self.stopped = Stopped(self.signum or signal.SIGTERM, self.last, trainer.current_epoch, trainer.global_step)
 
 
-class MidEpochCheckpoint(ModelCheckpoint):
+class RunCheckpoint(ModelCheckpoint):
+    """A ``ModelCheckpoint`` whose saved paths follow the run directory. Lightning restores a
+    checkpoint callback's state only when its folder is unchanged; a moved run would forget
+    its best checkpoints and scores, so its next epoch would replace a better ``best.ckpt``
+    and ``save_top_k`` would keep too many. Paths of the old folder are read as this one's.
+    Its state is saved under Lightning's own key, as checkpoints written before it have it."""
+
+    @property
+    def state_key(self) -> str:
+        key = super().state_key
+        return "ModelCheckpoint" + key.removeprefix("RunCheckpoint") if key.startswith("RunCheckpoint{") else key
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, here = state_dict.get("dirpath"), self.dirpath
+        if old and here and old != here:
+            def moved(path: Any) -> Any:
+                return os.path.join(here, os.path.basename(path)) if isinstance(path, str) and path else path
+
+            state_dict = {**state_dict, "dirpath": here,
+                          "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+                          **{key: moved(state_dict.get(key)) for key in
+                             ("best_model_path", "kth_best_model_path", "last_model_path") if key in state_dict}}
+        super().load_state_dict(state_dict)
+
+
+class MidEpochCheckpoint(RunCheckpoint):
     """``last.ckpt`` every N steps or minutes within an epoch, never after an epoch's last
     batch: a checkpoint taken there precedes the epoch's validation and end, which a resume
     from it skips (Lightning restarts at the next epoch), losing their rows and mixing the

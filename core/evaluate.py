@@ -36,7 +36,8 @@ def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
     if name not in ("best", "last"):
         path = Path(name)
     elif name == "best":  # the recorded best (a best.ckpt can be stale after save_top_k grew), else best.ckpt
-        path = _best_kept(folder) or folder / "best.ckpt"
+        recorded = recorded_best(folder)
+        path = recorded[1] if recorded and recorded[1].is_file() else folder / "best.ckpt"
     else:
         path = folder / "last.ckpt"
     if not path.is_file():
@@ -45,17 +46,20 @@ def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
     return path
 
 
-def _best_kept(folder: Path) -> Path | None:
-    """With several best checkpoints kept, the one the checkpoint callback recorded as best."""
+def recorded_best(checkpoints: Path) -> tuple[dict[str, Any], Path] | None:
+    """The state of the checkpoint callback that has a monitor, as last saved (in ``last.ckpt``,
+    else ``best.ckpt``; mapped, no tensor read), and the best checkpoint it recorded, looked up
+    by name in ``checkpoints`` (a run may have been copied or moved). None without one."""
     import torch
 
-    last = folder / "last.ckpt"
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})  # no tensor read
-        for key, value in state.items():
-            if key.startswith("ModelCheckpoint") and value.get("best_model_path") and "'monitor': None" not in key:
-                kept = folder / Path(value["best_model_path"]).name  # this folder's: a run may have been moved
-                return kept if kept.is_file() else None
+    for name in ("last.ckpt", "best.ckpt"):
+        if not (checkpoints / name).is_file():
+            continue
+        saved = torch.load(checkpoints / name, map_location="cpu", weights_only=True, mmap=True).get("callbacks", {})
+        states = [state for key, state in saved.items() if key.startswith("ModelCheckpoint")
+                  and isinstance(state, dict) and state.get("monitor") and state.get("best_model_path")]
+        if states:
+            return states[0], checkpoints / Path(states[0]["best_model_path"]).name
     return None
 
 

@@ -96,6 +96,7 @@ class MultiHeadClassifier(lightning.LightningModule):
         # (several heads: their loss-weighted mean accuracy, val/acc)
         self.monitor = "val/corr" if self.predicts_responses or self.first_head is None else \
             f"val/{self.first_head}_acc" if len(self.heads) == 1 else "val/acc"
+        self.best_key = "val/corr_best" if self.monitor == "val/corr" else "val/acc_best"  # logged after training
         self.register_buffer("best_val_acc", torch.tensor(float("-inf")))
         self.correlations = Correlations()
         self.train_means = EpochMeans()
@@ -275,7 +276,7 @@ class MultiHeadClassifier(lightning.LightningModule):
         current = self.trainer.callback_metrics.get(self.monitor)
         if current is not None:
             self.best_val_acc = torch.maximum(self.best_val_acc, current.detach().to(self.best_val_acc))
-            self.log("val/corr_best" if self.monitor == "val/corr" else "val/acc_best", self.best_val_acc, sync_dist=True)
+            self.log(self.best_key, self.best_val_acc, sync_dist=True)
 
     def _log_mean_accuracy(self, stage: str) -> None:
         """``<stage>/acc``: the heads' accuracies weighted by their loss weights (equal if all are 0)."""

@@ -72,29 +72,19 @@ def print_run_summary(results: dict[str, float], run_dir: Path, console: Console
 
 
 def best_checkpoint(checkpoints: Path) -> tuple[int | None, str, float | None, Path] | None:
-    """``(epoch, monitor, value, path)`` of a run's best checkpoint, from the state of the
-    checkpoint callback that has a monitor, as saved in ``last.ckpt`` (else ``best.ckpt``);
-    files are memory-mapped, their weights not read. None without such a checkpoint."""
+    """``(epoch, monitor, value, path)`` of a run's recorded best checkpoint
+    (:func:`core.evaluate.recorded_best`); None without one."""
     import torch
 
-    def load(path: Path) -> dict:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    from core.evaluate import recorded_best
 
-    for name in ("last.ckpt", "best.ckpt"):
-        if not (checkpoints / name).is_file():
-            continue
-        states = [state for key, state in load(checkpoints / name).get("callbacks", {}).items()
-                  if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("monitor")]
-        if not states or not states[0].get("best_model_path"):
-            continue
-        state = states[0]
-        path = Path(state["best_model_path"])
-        if not path.is_file():  # the run directory was moved
-            path = checkpoints / path.name
-        score = state.get("best_model_score")
-        epoch = int(load(path)["epoch"]) if path.is_file() else None
-        return epoch, str(state["monitor"]), None if score is None else float(score), path
-    return None
+    recorded = recorded_best(checkpoints)
+    if recorded is None:
+        return None
+    state, path = recorded
+    score = state.get("best_model_score")
+    epoch = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) if path.is_file() else None
+    return epoch, str(state["monitor"]), None if score is None else float(score), path
 
 
 def epochs_trained(metrics_csv: Path) -> int | None:

@@ -118,6 +118,25 @@ class LogHyperparams(Callback):
             logger.log_hyperparams(self.params)
 
 
+class CheckMonitors(Callback):
+    """Refuses a ``val/`` metric that a checkpoint or callback monitors and validation does not
+    log, once the sanity check has validated its few batches. Lightning finds it only at the
+    first epoch's end, and that epoch's training is lost. ``monitors``: YAML path -> metric."""
+
+    def __init__(self, monitors: dict[str, str]) -> None:
+        self.monitors = monitors
+
+    def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
+        from core.errors import choices_text, did_you_mean
+
+        logged = {key for key in trainer.callback_metrics if key.startswith("val/") and not key.endswith("_step")}
+        logged.add(getattr(pl_module, "best_key", "val/acc_best"))
+        for path, metric in self.monitors.items():
+            if metric.startswith("val/") and metric not in logged:
+                raise ConfigError(path, f"validation logs no metric '{metric}'{did_you_mean(metric, logged)}",
+                                  fix=f"monitor one it logs: {choices_text(logged)}")
+
+
 def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[Any, Any]:
     """The run's LightningDataModule and LightningModule; ``run_dir`` keeps what transforms learn."""
     from core.compiling import apply_compile
@@ -157,14 +176,12 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     ``factory(run_dir, **options)``) and, after the core's own callbacks, the run's
     ``callbacks:``; ``extra_callbacks`` are added last (benchmarks time epochs with one)."""
     import lightning
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from core.durable import FlushLogs, GracefulStop, MidEpochCheckpoint, RandomState
+    from core.durable import FlushLogs, GracefulStop, MidEpochCheckpoint, RandomState, RunCheckpoint
 
     config = resolved.config
     datamodule, module = build_modules(resolved, run_dir)
     chosen = config.checkpoint
-    best = ModelCheckpoint(  # one best checkpoint is best.ckpt; several keep their epoch in the name
+    best = RunCheckpoint(  # one best checkpoint is best.ckpt; several keep their epoch in the name
         dirpath=run_dir / "checkpoints", filename="best" if chosen.save_top_k == 1 else "best-{epoch:03d}",
         monitor=chosen.monitor or module.monitor, mode=chosen.mode, save_top_k=chosen.save_top_k,
         enable_version_counter=False, auto_insert_metric_name=False,
@@ -172,7 +189,7 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
     # rewritten at the end of every epoch (and every N steps or minutes if asked): what --resume continues from
     # (at the train epoch's end when validation skips epochs: Lightning would save only after validating)
     every_epoch = True if config.trainer.get("check_val_every_n_epoch", 1) != 1 else None
-    last = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
+    last = [RunCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
                             save_on_train_epoch_end=every_epoch)]
     if chosen.every_n_train_steps or chosen.every_n_minutes:
         last.append(MidEpochCheckpoint(
@@ -180,9 +197,14 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
             every_n_train_steps=chosen.every_n_train_steps,
             train_time_interval=timedelta(minutes=chosen.every_n_minutes) if chosen.every_n_minutes else None))
     loggers = [checked.build(run_dir) for checked in resolved.loggers]
-    callbacks = [best, *last, FlushLogs(), GracefulStop(run_dir / "checkpoints" / "last.ckpt"), RandomState(),
-                 LogHyperparams(run_hparams(resolved)), *(checked.build() for checked in resolved.callbacks),
-                 *extra_callbacks, *standard_callbacks(resolved)]
+    listed = {checked.options_path: checked.build() for checked in resolved.callbacks}
+    monitors = {f"{path}.monitor": callback.monitor for path, callback in listed.items()
+                if isinstance(getattr(callback, "monitor", None), str)}
+    if chosen.monitor:
+        monitors["checkpoint.monitor"] = chosen.monitor
+    callbacks = [CheckMonitors(monitors), best, *last, FlushLogs(), GracefulStop(run_dir / "checkpoints" / "last.ckpt"),
+                 RandomState(), LogHyperparams(run_hparams(resolved)), *listed.values(), *extra_callbacks,
+                 *standard_callbacks(resolved)]
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=loggers,

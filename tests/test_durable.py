@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import torch
 
 import core.run
 from core.cli.train import main as core_train
-from core.durable import AtomicCheckpointIO, RunLock
+from core.durable import AtomicCheckpointIO, RunCheckpoint, RunLock
 from core.files import write_atomic
 from core.errors import ConfigError
 from tests.conftest import BIN, run_cli
@@ -140,6 +141,26 @@ def test_a_resume_keeps_to_what_the_run_was_and_what_it_holds(tmp_path, capsys):
     # a checkpoint that does not fit the model asked for: one message
     assert core_train(["test", "--config", str(config), *more, "--set", "model.simple_cnn.conv1=6"]) == 2
     assert "does not fit this run's model" in capsys.readouterr().err
+    # a moved run remembers its best checkpoints: Lightning forgot them (a 4th kept of 3; a worse best.ckpt)
+    moved = tmp_path / "moved"
+    core.run.HELD.pop(run_dir.resolve()).release()  # as if moved after its process ended
+    shutil.move(tmp_path / "runs", moved)
+    further = ["--set", "trainer.max_epochs=5", "--set", "checkpoint.save_top_k=3", "--set", f"output_dir={moved}"]
+    assert core_train(["fit", "--config", str(config), *further, "--resume"]) == 0
+    assert len(list((moved / "kill" / "checkpoints").glob("best*.ckpt"))) == 3
+
+
+def test_a_moved_run_s_checkpoint_state_is_read_as_its_new_folder_s(tmp_path):
+    callback = RunCheckpoint(dirpath=tmp_path / "new", monitor="val/acc", mode="max", save_top_k=2)
+    old = "/elsewhere/run/checkpoints"
+    callback.load_state_dict({"dirpath": old, "best_model_path": f"{old}/best-001.ckpt", "best_model_score": 0.9,
+                              "best_k_models": {f"{old}/best-000.ckpt": 0.8, f"{old}/best-001.ckpt": 0.9},
+                              "kth_best_model_path": f"{old}/best-000.ckpt", "kth_value": 0.8, "last_model_path": ""})
+    new = str(tmp_path / "new")
+    assert callback.best_model_path == f"{new}/best-001.ckpt" and callback.best_model_score == 0.9
+    assert callback.best_k_models == {f"{new}/best-000.ckpt": 0.8, f"{new}/best-001.ckpt": 0.9}
+    assert callback.kth_best_model_path == f"{new}/best-000.ckpt"
+    assert callback.state_key.startswith("ModelCheckpoint{")  # checkpoints written before read the same
 
 
 def test_early_stopping_s_end_survives_a_resume_and_last_ckpt_every_epoch(tmp_path):

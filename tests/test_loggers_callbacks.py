@@ -135,6 +135,28 @@ def test_early_stopping_stops_the_run_and_lr_monitor_needs_no_logger(tmp_path, r
     assert not (run_dir / "metrics.csv").exists()  # logging: [] writes nothing
 
 
+@pytest.mark.parametrize("run, message", [
+    ({"callbacks": [{"early_stopping": {"monitor": "val/digit_ac"}}]},
+     "config error at callbacks.0.early_stopping.monitor: validation logs no metric 'val/digit_ac' (did you mean "
+     "'val/digit_acc'?)"),
+    ({"checkpoint": {"monitor": "val/los", "mode": "min"}}, "config error at checkpoint.monitor: validation logs no "
+     "metric 'val/los' (did you mean 'val/loss'?)"),
+])
+def test_a_monitor_typo_is_refused_before_the_first_epoch_trains(tmp_path, registry, run, message):
+    trainer = {**TRAINER, "num_sanity_val_steps": 1}
+    with pytest.raises(ConfigError) as err:
+        fit(tmp_path, registry, logging=["csv"], trainer=trainer, **run)
+    assert str(err.value).startswith(message) and "'val/acc_best', 'val/digit_acc'" in str(err.value)
+    assert not (tmp_path / "runs" / "lc" / "metrics.csv").exists()  # no epoch trained
+    fit(tmp_path, registry, logging=[], trainer=trainer, checkpoint={"monitor": "val/acc_best", "mode": "max"})
+
+
+def test_the_epoch_summary_shows_val_values_only_on_epochs_that_validated(tmp_path, registry, capsys):
+    fit(tmp_path, registry, logging=[], trainer={**TRAINER, "max_epochs": 3, "check_val_every_n_epoch": 2})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [("val/loss" in line) for line in lines] == [False, True, False], lines  # not epoch 1's values again
+
+
 def test_swa_averages_and_the_heartbeat_goes_to_the_core_logger(tmp_path, registry, caplog):
     import torch
 

@@ -41,7 +41,14 @@ class IntervalProgressBar(RichProgressBar):
 
 class EpochSummary(Callback):
     """One line per epoch beside the progress bar: the epoch's losses and evaluation metrics
-    (per dataset for response models), e.g. ``epoch 3 | train/loss 0.41 | val/corr 0.31 | ...``."""
+    (per dataset for response models), e.g. ``epoch 3 | train/loss 0.41 | val/corr 0.31 | ...``;
+    an epoch that skipped validation (``trainer.check_val_every_n_epoch``) shows no val values."""
+
+    validated: int | None = None  # the last epoch that ran validation
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self.validated = trainer.current_epoch
 
     # at the train epoch's end: after the epoch's validation (whose epoch-end metrics the module
     # logs after the callbacks' on_validation_epoch_end) and the train metrics' aggregation
@@ -51,7 +58,8 @@ class EpochSummary(Callback):
         # the module logs its training means after the callbacks' on_train_epoch_end: take them from it
         means = pl_module.train_means.means() if hasattr(pl_module, "train_means") else {}
         metrics = {**trainer.callback_metrics, **means}
-        keys = sorted(k for k in metrics if (k.startswith("val/") or k == "train/loss_epoch") and "_step" not in k)
+        stages = ("val/",) if self.validated == trainer.current_epoch else ()
+        keys = sorted(k for k in metrics if (k.startswith(stages) or k == "train/loss_epoch") and "_step" not in k)
         line = " | ".join([f"epoch {trainer.current_epoch}"] + [f"{k.replace('_epoch', '')} {float(metrics[k]):.4g}"
                                                                for k in keys])
         bar = trainer.progress_bar_callback
