@@ -260,6 +260,10 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, test: bool 
             analysis.run(module, datamodule, run_dir, config.trainer)
     except SIGTERMException:  # training is complete and saved: --resume tests (and analyses) again
         raise Stopped(signal.SIGTERM, last_ckpt, trainer.current_epoch, trainer.global_step) from None
+    except SystemExit:  # Lightning ends a Ctrl-C with sys.exit(1), without saying how to finish the run
+        if not trainer.interrupted:
+            raise
+        raise Stopped(signal.SIGINT, last_ckpt, trainer.current_epoch, trainer.global_step) from None
     return _headline(results[0] if results else {})
 
 

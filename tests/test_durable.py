@@ -94,10 +94,13 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
 
 
 class SignalInTest(lightning.Callback):
-    """Sends this process SIGTERM while the test runs, after training."""
+    """Sends this process ``signum`` (SIGTERM) while the test runs, after training."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = signum
 
     def on_test_batch_start(self, trainer, *args) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), self.signum)
 
 
 def test_a_sigterm_after_training_is_a_stop_not_a_success(tmp_path, monkeypatch, capsys):
@@ -117,6 +120,13 @@ def test_a_sigterm_after_training_is_a_stop_not_a_success(tmp_path, monkeypatch,
     monkeypatch.setattr(core.evaluate, "evaluator", lambda r, callbacks=(): evaluator(r, [*callbacks, SignalInTest()]))
     assert core_train(["test", "--config", str(config)]) == 143
     assert "stopped by SIGTERM before the command finished" in capsys.readouterr().err
+    # Ctrl-C in the test: Lightning's sys.exit(1) becomes the stop that says how to finish the run
+    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalInTest(signal.SIGINT)]))
+    try:
+        assert core_train(["--config", str(config), "--overwrite"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-Cs
+    assert "stopped by SIGINT at epoch 1, step 12; saved" in capsys.readouterr().err
 
 
 def test_a_resume_keeps_to_what_the_run_was_and_what_it_holds(tmp_path, capsys):
