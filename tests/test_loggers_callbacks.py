@@ -151,6 +151,13 @@ def test_a_monitor_typo_is_refused_before_the_first_epoch_trains(tmp_path, regis
     fit(tmp_path, registry, logging=[], trainer=trainer, checkpoint={"monitor": "val/acc_best", "mode": "max"})
 
 
+def test_tensorboard_writes_into_the_run_directory_whatever_its_name(tmp_path, registry, monkeypatch):
+    monkeypatch.setenv("CORE_TEST_ELSEWHERE", str(tmp_path / "elsewhere"))
+    fit(tmp_path, registry, name="$CORE_TEST_ELSEWHERE", logging=["tensorboard"], trainer={**TRAINER, "max_epochs": 1})
+    assert list((tmp_path / "runs" / "$CORE_TEST_ELSEWHERE" / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "elsewhere").exists()  # Lightning's logger expanded the variable
+
+
 def test_the_epoch_summary_shows_val_values_only_on_epochs_that_validated(tmp_path, registry, capsys):
     fit(tmp_path, registry, logging=[], trainer={**TRAINER, "max_epochs": 3, "check_val_every_n_epoch": 2})
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]

@@ -18,4 +18,12 @@ def tensorboard(run_dir: Path) -> Any:
     resumed run adds a new event file to the same folder. View with ``tensorboard --logdir``."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    return TensorBoardLogger(Path(run_dir) / "tensorboard", name="", version="", default_hp_metric=False)
+    class RunTensorBoardLogger(TensorBoardLogger):
+        """Writes into the folder it is given. Lightning's expands ``$VAR`` and ``~`` in it: a
+        run named ``$HOME`` (or an output_dir holding a ``$``) logged elsewhere."""
+
+        @property
+        def log_dir(self) -> str:
+            return self.root_dir
+
+    return RunTensorBoardLogger(Path(run_dir) / "tensorboard", name="", version="", default_hp_metric=False)
