@@ -4,8 +4,9 @@ format, and ``inspect`` / ``validate`` of shard folders.
 A converted dataset is a folder of ``{split}-{i:06d}.tar`` shards of ``shard_size`` samples
 (``stim.npy`` as the source stores it, ``cls`` for the first head and ``<head>.cls`` for
 others, ``<field>.npy`` for every other array: ``responses.npy``, ``contrast.npy``) and
-``dataset_info.json`` (``plugins.webdataset.sidecar``), written last: a folder without it
-was not completely written.
+``dataset_info.json`` (``plugins.webdataset.sidecar``). The folder is written under a hidden
+temporary name and renamed when complete (:func:`core.files.new_folder`): a killed convert
+leaves no folder that looks like a dataset.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core import SPLITS, ConfigError, DataError, DataFormat, DatasetMeta, DatasetTool, DiskSplit, Split
-from core.files import make_folder
+from core.files import new_folder
 from plugins.webdataset.samples import STORED_AXES, SampleSpec, spec_from_sample, spec_from_sidecar
 from plugins.webdataset.sidecar import SIDECAR, Sidecar, read_sidecar, write_sidecar
 from plugins.webdataset.tarfiles import ShardError, first_sample, shard_samples
@@ -40,21 +41,18 @@ class WebDatasetTool(DatasetTool):
         meta = source.meta()
         if meta.stim_axes not in STORED_AXES:
             raise DataError(f"webdataset shards store stim as {', '.join(STORED_AXES)}; '{meta.name}' has {meta.stim_axes}")
-        out = Path(out)
-        if (out / SIDECAR).exists() or any(out.glob("*.tar")):
-            raise DataError(f"{out} already holds shards\n  fix: remove it first, or write to another folder")
-        make_folder(out, "the shards")
         head_keys = {head: "cls" if i == 0 else f"{head}.cls" for i, head in enumerate(meta.heads)}
         shards: dict[str, dict[str, int]] = {}
         fields: dict[str, tuple[tuple[int, ...], str]] = {}
-        for split in SPLITS:
-            shards[split], found = _write_split(source.open(split), split, out, shard_size, meta, head_keys)
-            fields = fields or found
-            if found and found != fields:
-                raise DataError(f"'{meta.name}': the {split} split holds fields {found}, the train split {fields}")
-            log.info(f"webdataset: wrote {sum(shards[split].values())} {split} samples in {len(shards[split])} shard(s)")
-        write_sidecar(out, Sidecar(meta.name, tuple(meta.stim_shape), meta.stim_axes, meta.stim_dtype, dict(meta.heads),
-                                   head_keys, fields, shards))
+        with new_folder(Path(out), "the shards") as folder:
+            for split in SPLITS:
+                shards[split], found = _write_split(source.open(split), split, folder, shard_size, meta, head_keys)
+                fields = fields or found
+                if found and found != fields:
+                    raise DataError(f"'{meta.name}': the {split} split holds fields {found}, the train split {fields}")
+                log.info(f"webdataset: wrote {sum(shards[split].values())} {split} samples in {len(shards[split])} shard(s)")
+            write_sidecar(folder, Sidecar(meta.name, tuple(meta.stim_shape), meta.stim_axes, meta.stim_dtype,
+                                          dict(meta.heads), head_keys, fields, shards))
 
     def inspect(self, path: Path) -> dict[str, Any]:
         path = Path(path)
