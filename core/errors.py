@@ -47,7 +47,13 @@ class PluginUnavailable(ImportError):
 
     The registry lists the plugin as ``unavailable`` with this message (no warning at every
     start), and a run naming one of its components fails with it: say how to install.
+    ``provides``: the names its components would have, so that only a run naming one of them
+    hears of it (without it, a run naming any unknown component does).
     """
+
+    def __init__(self, message: str, provides: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.provides = tuple(provides)
 
 
 class DataError(CoreError):

@@ -60,6 +60,7 @@ class PluginInfo:
     error: str | None = None
     import_seconds: float = 0.0
     components: dict[str, list[str]] = field(default_factory=dict)
+    provides: tuple[str, ...] = ()  # what an unavailable plugin says it would provide (empty: unknown)
 
     @property
     def origin(self) -> str:
@@ -158,7 +159,7 @@ class Registry:
         try:
             module = ep.load()
         except PluginUnavailable as exc:  # an optional dependency is not installed: say so when asked
-            info.status, info.error = "unavailable", str(exc)
+            info.status, info.error, info.provides = "unavailable", str(exc), exc.provides
             return
         except Exception as exc:  # a broken plugin must not take the others down
             info.status = "failed"
@@ -267,6 +268,8 @@ class Registry:
         """A line for each plugin that did not load and so may provide ``name``, saying why."""
         lines = []
         for info in self.plugins.values():
+            if info.provides and name not in info.provides:
+                continue
             if info.status == "failed":
                 lines.append(f"{info.origin} failed to import, it may provide '{name}': {info.error}")
             elif info.status == "unavailable":

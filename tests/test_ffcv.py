@@ -129,9 +129,13 @@ def test_without_ffcv_the_plugin_is_unavailable_with_the_install_command():
     hide = ("import importlib.util, sys\n"
             "real = importlib.util.find_spec\n"
             "importlib.util.find_spec = lambda name, *a: None if name == 'ffcv' else real(name, *a)\n")
-    both = ("from core.cli import plugins, train\nplugins.main(['--json'])\nprint('\\n---')\n"  # one start-up for both
+    both = ("from core.cli import plugins, train\nplugins.main(['--json'])\nprint('\\n---')\n"  # one start-up for all
+            "train.main(['--config', 'configs/quickstart.yaml', '--set', 'model=resnt', '--dry-run'])\n"
+            "print('---', file=sys.stderr)\n"
             "sys.exit(train.main(['--config', 'configs/ffcv.yaml', '--dry-run']))")
     run = subprocess.run([sys.executable, "-c", hide + both], capture_output=True, text=True, cwd=ROOT)
+    typo, run.stderr = run.stderr.split("---\n")
+    assert "no model named 'resnt' (did you mean 'resnet'?)" in typo and "ffcv" not in typo  # not one of its names
     listing = run.stdout.split("\n---")[0]
     row = next(r for r in __import__("json").loads(listing)["plugins"] if r["plugin"] == "ffcv")
     assert row["status"] == "unavailable" and "pip install --no-build-isolation 'core-train[ffcv]'" in row["error"]

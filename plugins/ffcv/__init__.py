@@ -14,7 +14,7 @@ INSTALL = (
 )
 
 if find_spec("ffcv") is None:
-    raise PluginUnavailable(f"FFCV is not installed; {INSTALL}")
+    raise PluginUnavailable(f"FFCV is not installed; {INSTALL}", provides=["ffcv"])
 
 
 @hookimpl

@@ -10,7 +10,8 @@ from importlib.util import find_spec
 from core import PluginUnavailable, hookimpl
 
 if find_spec("webdataset") is None:
-    raise PluginUnavailable("the webdataset library is not installed; install it with: pip install 'core-train[webdataset]'")
+    raise PluginUnavailable("the webdataset library is not installed; install it with: pip install "
+                            "'core-train[webdataset]'", provides=["webdataset"])
 
 
 @hookimpl
