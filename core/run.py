@@ -121,16 +121,20 @@ class LogHyperparams(Callback):
 class CheckMonitors(Callback):
     """Refuses a ``val/`` metric that a checkpoint or callback monitors and validation does not
     log, once the sanity check has validated its few batches. Lightning finds it only at the
-    first epoch's end, and that epoch's training is lost. ``monitors``: YAML path -> metric."""
+    first epoch's end, and that epoch's training is lost. ``monitors``: YAML path -> metric.
+    The sanity check may see only some of the ``datasets``: a metric logged for one of them
+    (``val/session_00/corr``) counts as logged for each."""
 
-    def __init__(self, monitors: dict[str, str]) -> None:
-        self.monitors = monitors
+    def __init__(self, monitors: dict[str, str], datasets: list[str]) -> None:
+        self.monitors, self.datasets = monitors, datasets
 
     def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
         from core.errors import choices_text, did_you_mean
 
         logged = {key for key in trainer.callback_metrics if key.startswith("val/") and not key.endswith("_step")}
         logged.add(getattr(pl_module, "best_key", "val/acc_best"))
+        each = {key.split("/", 2)[2] for key in logged if key.count("/") == 2 and key.split("/")[1] in self.datasets}
+        logged |= {f"val/{name}/{metric}" for name in self.datasets for metric in each}
         for path, metric in self.monitors.items():
             if metric.startswith("val/") and metric not in logged:
                 raise ConfigError(path, f"validation logs no metric '{metric}'{did_you_mean(metric, logged)}",
@@ -202,9 +206,9 @@ def build_trainer(resolved: ResolvedRun, run_dir: Path, extra_callbacks: list[An
                 if isinstance(getattr(callback, "monitor", None), str)}
     if chosen.monitor:
         monitors["checkpoint.monitor"] = chosen.monitor
-    callbacks = [CheckMonitors(monitors), best, *last, FlushLogs(), GracefulStop(run_dir / "checkpoints" / "last.ckpt"),
-                 RandomState(), LogHyperparams(run_hparams(resolved)), *listed.values(), *extra_callbacks,
-                 *standard_callbacks(resolved)]
+    check = CheckMonitors(monitors, [d.meta.name for d in resolved.datasets])
+    callbacks = [check, best, *last, FlushLogs(), GracefulStop(run_dir / "checkpoints" / "last.ckpt"), RandomState(),
+                 LogHyperparams(run_hparams(resolved)), *listed.values(), *extra_callbacks, *standard_callbacks(resolved)]
     trainer = lightning.Trainer(
         default_root_dir=run_dir,
         logger=loggers,

@@ -158,6 +158,18 @@ def test_tensorboard_writes_into_the_run_directory_whatever_its_name(tmp_path, r
     assert not (tmp_path / "elsewhere").exists()  # Lightning's logger expanded the variable
 
 
+def test_a_per_dataset_metric_the_sanity_check_did_not_reach_is_not_refused():
+    from types import SimpleNamespace
+
+    from core.run import CheckMonitors
+
+    trainer = SimpleNamespace(callback_metrics={"val/corr": 0.1, "val/s0/corr": 0.1, "val/s0/loss": 0.2})
+    module = SimpleNamespace(best_key="val/corr_best")
+    CheckMonitors({"checkpoint.monitor": "val/s2/corr"}, ["s0", "s1", "s2"]).on_sanity_check_end(trainer, module)
+    with pytest.raises(ConfigError, match="(?s)'val/s3/corr' .*fix: monitor one it logs: .*'val/s2/loss'"):
+        CheckMonitors({"checkpoint.monitor": "val/s3/corr"}, ["s0", "s1", "s2"]).on_sanity_check_end(trainer, module)
+
+
 def test_the_epoch_summary_shows_val_values_only_on_epochs_that_validated(tmp_path, registry, capsys):
     fit(tmp_path, registry, logging=[], trainer={**TRAINER, "max_epochs": 3, "check_val_every_n_epoch": 2})
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
