@@ -11,6 +11,7 @@ alias bomb), a recursive alias and a key given twice in one mapping are errors.
 
 from __future__ import annotations
 
+import os
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -132,6 +133,12 @@ class RunConfig(_Section):
     callbacks: list[ComponentSpec] = list(DEFAULT_CALLBACKS)  # added to the core's own (checkpoints, ...)
     checkpoint: CheckpointSection = CheckpointSection()
     compile: CompileSection | None = None
+
+    @pydantic.field_validator("output_dir", "datasets_dir")
+    @classmethod
+    def _home(cls, folder: str | None) -> str | None:
+        """``~/runs`` is the home folder's (as for data paths), here and in what Lightning writes."""
+        return None if folder is None else os.path.expanduser(folder)
 
 
 class _BoundedLoader(yaml.SafeLoader):

@@ -58,17 +58,20 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool, registry: 
     analyses = registry.components["analysis"].values()
     files = [*RUN_FILES, *(name for component in analyses for name in component.resolve().files)]
     previous = [name for name in files if (run_dir / name).exists()]
-    if previous:
-        # a run stopped before its first checkpoint has nothing to continue: start it again
-        if last.is_file() and not overwrite:
-            raise ConfigError(
-                "name",
-                f"run directory {run_dir} already holds a run ({', '.join(previous)})",
-                fix="add --resume to continue it, --overwrite to start it again, or choose another name (--set name=...)",
-            )
-        for name in previous:
-            target = run_dir / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    kept = sorted(path.name for path in (run_dir / "checkpoints").glob("*.ckpt"))
+    if kept and not overwrite:  # a run stopped before its first checkpoint has nothing to continue: start it again
+        if not last.is_file():
+            raise ConfigError("name", f"run directory {run_dir} holds a trained run ({', '.join(kept)}) whose last.ckpt "
+                              "is gone, so it cannot be resumed", fix="add --overwrite to start it again (its files are "
+                              "deleted), or choose another name (--set name=...)")
+        raise ConfigError(
+            "name",
+            f"run directory {run_dir} already holds a run ({', '.join(previous)})",
+            fix="add --resume to continue it, --overwrite to start it again, or choose another name (--set name=...)",
+        )
+    for name in previous:
+        target = run_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

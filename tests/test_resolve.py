@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from core import ConfigError, DataFormat, DatasetMeta, hookimpl
@@ -68,3 +70,11 @@ def test_run_directory_without_a_checkpoint_starts_again_one_with_one_is_kept(tm
     with pytest.raises(Refused, match="already holds a run"):
         prepare_run_dir(config, resume=False, overwrite=False, registry=registry)
     assert prepare_run_dir(config, resume=True, overwrite=False, registry=registry) == run_dir
+    (run_dir / "checkpoints" / "last.ckpt").rename(run_dir / "checkpoints" / "best.ckpt")  # last.ckpt deleted
+    (run_dir / "metrics.csv").write_text("epoch\n0\n")
+    with pytest.raises(Refused, match=r"holds a trained run \(best.ckpt\) whose last.ckpt is gone, so it cannot be "
+                                      r"resumed\n  fix: add --overwrite"):
+        prepare_run_dir(config, resume=False, overwrite=False, registry=registry)
+    assert (run_dir / "metrics.csv").is_file()  # was deleted with the whole run, silently
+    home = parse_config({"name": "r", "output_dir": "~/runs", "data": {"format": "digits"}, "model": "simple_cnn"})
+    assert home.output_dir == str(Path.home() / "runs")  # as Lightning's checkpoints would read it
