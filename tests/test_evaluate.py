@@ -64,13 +64,15 @@ def test_test_and_validate_a_checkpoint_without_touching_the_runs_metrics(traine
 
 def test_predict_writes_every_sample_with_recorded_activations(trained):
     config, run_dir = trained
-    assert core_train(["predict", "--config", str(config), "--split", "val", "--record", "features.0,heads.parity"]) == 0
+    record = "features.0,features.0.1,heads.parity"  # features.0.1: a BatchNorm that an in-place ReLU follows
+    assert core_train(["predict", "--config", str(config), "--split", "val", "--record", record]) == 0
     with h5py.File(run_dir / "predictions" / "val.h5") as f:
         group = f["digits"]
         n = len(group["index"])
         assert n == 180 and list(group["index"][:3]) == [0, 1, 2] and f.attrs["split"] == "val"
         assert group["digit/logits"].shape == (n, 10) and group["parity/predicted"].shape == (n,)
         assert group["record/features.0"].shape == (n, 8, 4, 4) and group["record/heads.parity"].shape == (n, 2)
+        assert (group["record/features.0.1"][:] < 0).any()  # the BatchNorm's own output, not the ReLU's after it
         assert (group["digit/predicted"][:] == group["digit/logits"][:].argmax(1)).all()
         labels, predicted = group["digit/label"][:], group["digit/predicted"][:]
         per_class = [(predicted[labels == k] == k).mean() for k in range(10)]
@@ -82,6 +84,9 @@ def test_a_wrong_record_name_or_checkpoint_is_one_clear_message(trained, tmp_pat
     config, run_dir = trained
     assert core_train(["predict", "--config", str(config), "--record", "features.9"]) == 2
     assert "config error at --record: the model has no module 'features.9'" in capsys.readouterr().err
+    assert core_train(["predict", "--config", str(config), "--record", "heads"]) == 2  # wrote no record before
+    assert "config error at --record: the model's forward pass does not call 'heads'" in capsys.readouterr().err
+    assert not list((run_dir / "predictions").glob(".*partial"))
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"")
     assert core_train(["test", "--config", str(config), "--checkpoint", str(broken)]) == 2

@@ -7,6 +7,7 @@ import re
 import shutil
 import textwrap
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -140,6 +141,11 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     assert float(re.search(r"test/corr = ([-\d.]+)", trained.stdout).group(1)) > 0.3, trained.stdout
     assert "test/s0/corr" in trained.stdout and "test/s1/corr" in trained.stdout
     assert re.search(r"epoch 3 \| train/loss [-\d.]+ \| val/corr", trained.stdout + trained.stderr)
+    # predictions: the responses of each session, and its labels as they are (the model predicts none)
+    predicted = run_main("core-train", "predict", "--config", path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    with h5py.File(tmp_path / "runs" / "multi" / "predictions" / "test.h5") as f:
+        assert f["s1/responses"].shape == (len(f["s1/index"]), 20) and len(f["s1/label/label"]) == len(f["s1/index"])
     # resuming on data whose sessions now have other neuron counts: one clear error
     other = tmp_path / "other"
     assert run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400", "--option",

@@ -3,8 +3,8 @@
 
 The file holds one group per dataset with, for every sample of the split in order:
 ``index`` (the sample's position in the split), each head's ``<head>/logits``,
-``<head>/predicted`` (argmax; per time step for outputs over time), ``<head>/label`` and
-``<head>/per_class_accuracy`` (classes,) when the split has labels, ``responses`` for
+``<head>/predicted`` (argmax; per time step for outputs over time), ``<head>/label`` when the
+split has labels, ``<head>/per_class_accuracy`` (classes,) for predicted heads, ``responses`` for
 response models, and with ``--record`` the activations of the named modules of the model
 (``record/<name>``: what seeds keep as model responses for analysis). When the data selects
 classes (``classes``, ``group``, ``label_map``: plugin ``class_groups``), each such head's group
@@ -43,16 +43,23 @@ class ActivationRecorder:
                 raise ConfigError("--record", f"the model has no module '{name}'{did_you_mean(name, modules)}",
                                   fix="name modules as printed by: python -c \"import core; print(core.load_run("
                                       "'RUN_DIR').module.model)\" (e.g. features.0, heads.digit)")
-        self.latest: dict[str, torch.Tensor] = {}
+        self.names, self.latest = names, {}
         self.hooks = [modules[name].register_forward_hook(self._keeper(name)) for name in names]
 
     def _keeper(self, name: str) -> Any:
         def keep(module: torch.nn.Module, inputs: Any, output: Any) -> None:
             tensor = output[0] if isinstance(output, (tuple, list)) else output
-            self.latest[name] = tensor.detach()
+            self.latest[name] = tensor.detach().clone()  # an in-place op after the module (ReLU) would change it
         return keep
 
     def take(self) -> dict[str, torch.Tensor]:
+        """The outputs of the last forward pass; a module it did not call (a container such as
+        ``heads``) is a config error, not a file without its record."""
+        missing = [name for name in self.names if name not in self.latest]
+        if missing:
+            raise ConfigError("--record", f"the model's forward pass does not call {', '.join(map(repr, missing))} "
+                              "(a container of modules records nothing)",
+                              fix="record the modules it calls, e.g. heads.<head> instead of heads")
         taken, self.latest = self.latest, {}
         return taken
 
@@ -99,22 +106,29 @@ class PredictionWriter(BasePredictionWriter):
         self.counts[name] = start + size
 
     def close(self, ok: bool) -> None:
-        if ok:
-            per_class_accuracy(self.file)
-        self.file.close()
-        if ok:
-            os.replace(self.partial, self.path)
-        else:
-            self.partial.unlink(missing_ok=True)
+        try:
+            if ok:
+                per_class_accuracy(self.file)
+        except BaseException:
+            ok = False
+            raise
+        finally:
+            self.file.close()
+            if ok:
+                os.replace(self.partial, self.path)
+            else:
+                self.partial.unlink(missing_ok=True)
 
 
 def per_class_accuracy(file: Any) -> None:
-    """``<head>/per_class_accuracy`` (classes,) of every head with labels: torchmetrics'
-    per-class accuracy, updated chunk by chunk from the file (labels -1 do not count)."""
+    """``<head>/per_class_accuracy`` (classes,) of every head the model predicts that has labels:
+    torchmetrics' per-class accuracy, updated chunk by chunk from the file (labels -1 do not
+    count). A label the model does not predict (a session's ``label`` beside its responses) is
+    written as it is."""
     from torchmetrics.classification import MulticlassAccuracy
 
     for group in file.values():
-        for head in [k for k in group if isinstance(group[k], type(group)) and "label" in group[k]]:
+        for head in [k for k in group if isinstance(group[k], type(group)) and {"label", "logits"} <= set(group[k])]:
             logits, labels = group[head]["logits"], group[head]["label"]
             if logits.ndim != 2:  # outputs over time: one label per sample, per-step accuracy is in experiment.csv
                 continue
