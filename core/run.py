@@ -249,10 +249,10 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, test: bool 
 
     from core.durable import GracefulStop
 
+    stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last_ckpt if resume else None, weights_only=True)
     except SIGTERMException:
-        stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
         if stop.stopped is None:
             raise
         raise stop.stopped from None
@@ -260,6 +260,9 @@ def fit_and_test(resolved: ResolvedRun, run_dir: Path, resume: bool, test: bool 
         if resume and "size mismatch" in str(exc):
             raise mismatch(exc, last_ckpt) from None
         raise
+    if stop.signum or trainer.received_sigterm:  # after the last batch: training is complete and saved; the
+        # test would reset the flag and the run exit 0. --resume tests (and runs the analyses) again
+        raise Stopped(stop.signum or signal.SIGTERM, last_ckpt, trainer.current_epoch, trainer.global_step)
     try:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best.best_model_path or None, verbose=False,
                                weights_only=True) if test else []

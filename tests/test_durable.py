@@ -103,6 +103,13 @@ class SignalInTest(lightning.Callback):
         os.kill(os.getpid(), self.signum)
 
 
+class SignalAfterTraining(lightning.Callback):
+    """Sends this process SIGTERM after the last batch, before the test (curves.png drawn)."""
+
+    def on_train_end(self, trainer, *args) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def test_a_sigterm_after_training_is_a_stop_not_a_success(tmp_path, monkeypatch, capsys):
     """Lightning's own stop on SIGTERM outside training is a SystemExit with status 0: a
     scheduler would count a run preempted in its test as done, its results never written."""
@@ -114,6 +121,9 @@ def test_a_sigterm_after_training_is_a_stop_not_a_success(tmp_path, monkeypatch,
     assert core_train(["--config", str(config)]) == 143
     err = capsys.readouterr().err
     assert "stopped by SIGTERM at epoch 1, step 12; saved" in err and "--resume" in err, err[-2000:]
+    monkeypatch.setattr(core.run, "build_trainer", lambda r, d, extra=(): build(r, d, [*extra, SignalAfterTraining()]))
+    assert core_train(["--config", str(config), "--overwrite"]) == 143  # the test reset the flag: exit 0 before
+    assert "stopped by SIGTERM at epoch 1, step 12; saved" in capsys.readouterr().err
     monkeypatch.setattr(core.run, "build_trainer", build)
     assert core_train(["--config", str(config), "--resume"]) == 0  # training is done: it tests again
     assert "test/digit_acc = " in capsys.readouterr().out
