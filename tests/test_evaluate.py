@@ -14,7 +14,8 @@ import yaml
 import core
 import core.run
 from core.cli.train import main as core_train
-from core.errors import Stopped
+from core.config import parse_config
+from core.errors import ConfigError, Stopped
 from core.module import MultiHeadClassifier
 
 RUN = """
@@ -179,3 +180,17 @@ def test_a_sweep_checks_every_combination_first_and_its_dry_run_trains_nothing(t
     assert core_train(["sweep", "--config", str(config), "--grid", "data.batch_size=32,0"]) == 2
     assert "data.batch_size" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_grid_values_may_be_lists_and_mappings_and_the_sweep_s_own_keys_are_refused():
+    from plugins.sweep.grid import parse_grid, run_overrides
+
+    axes = parse_grid(["data.transforms=[pixelnorm, random_flip],[pixelnorm]", "model={simple_cnn: {conv1: 8}},resnet",
+                       "optim.lr=1e-3,0.01", "seed=2024-01-01"])
+    assert axes["data.transforms"] == [["pixelnorm", "random_flip"], ["pixelnorm"]]
+    assert axes["model"] == [{"simple_cnn": {"conv1": 8}}, "resnet"] and axes["optim.lr"][1] == 0.01
+    assert run_overrides(parse_config({"name": "g", "data": {"format": "digits"}, "model": "simple_cnn"}), 0,
+                         {"seed": axes["seed"][0]})[0] == 'seed="2024-01-01"'  # a YAML date: no traceback
+    for key in ("name", "output_dir"):
+        with pytest.raises(ConfigError, match=f"config error at --grid: '{key}' is set by the sweep"):
+            parse_grid([f"{key}=a,b"])

@@ -28,7 +28,10 @@ from core.errors import ConfigError, short_repr
 
 
 def parse_grid(grids: list[str]) -> dict[str, list[Any]]:
-    """``["a.b=1,2", ...]`` as ``{"a.b": [1, 2]}``; each value parsed as YAML (as ``--set`` does)."""
+    """``["a.b=1,2", ...]`` as ``{"a.b": [1, 2]}``; each value parsed as YAML (as ``--set``
+    does), a list or mapping written in brackets or braces: ``data.transforms=[a, b],[a]``."""
+    from core.config import load_yaml
+
     axes: dict[str, list[Any]] = {}
     for grid in grids:
         key, sep, values = grid.partition("=")
@@ -36,10 +39,36 @@ def parse_grid(grids: list[str]) -> dict[str, list[Any]]:
             raise ConfigError("--grid", f"'{grid}' is not of the form key.path=value,value", fix="e.g. --grid optim.lr=1e-3,3e-3")
         if key in axes:
             raise ConfigError("--grid", f"'{key}' is given twice", fix="list all its values in one --grid")
-        axes[key] = [yaml.safe_load(v) for v in values.split(",")]
+        if key.split(".")[0] in ("name", "output_dir"):
+            raise ConfigError("--grid", f"'{key}' is set by the sweep: its runs are <output_dir>/<name>-sweep/<name>-NNN",
+                              fix="run one sweep per name or output_dir (--set name=...)")
+        axes[key] = []
+        for value in _split_values(values):
+            try:
+                axes[key].append(load_yaml(value, f"--grid {key}"))
+            except yaml.YAMLError:  # kept as text, as --set does
+                axes[key].append(value)
     if not axes:
         raise ConfigError("--grid", "a sweep needs at least one --grid", fix="e.g. --grid optim.lr=1e-3,3e-3")
     return axes
+
+
+def _split_values(values: str) -> list[str]:
+    """``a,[b, c],{d: e}`` as ``["a", "[b, c]", "{d: e}"]``: a comma in brackets, braces or quotes does not split."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(values):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(values[start:i])
+            start = i + 1
+    return [*parts, values[start:]]
 
 
 def combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -53,7 +82,7 @@ def sweep_folder(base: RunConfig) -> Path:
 def run_overrides(base: RunConfig, index: int, values: dict[str, Any]) -> list[str]:
     """Run ``index`` of the sweep as ``--set`` overrides: its combination (each value as JSON,
     which YAML reads back as it was), its name and the sweep's folder as its ``output_dir``."""
-    return [*(f"{key}={json.dumps(value)}" for key, value in values.items()),
+    return [*(f"{key}={json.dumps(value, default=str)}" for key, value in values.items()),  # a YAML date: text
             f"name={base.name}-{index:03d}", f"output_dir={sweep_folder(base)}"]
 
 
