@@ -146,6 +146,11 @@ def test_the_shared_core_recovers_the_known_model_end_to_end(tmp_path, sessions)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     with h5py.File(tmp_path / "runs" / "multi" / "predictions" / "test.h5") as f:
         assert f["s1/responses"].shape == (len(f["s1/index"]), 20) and len(f["s1/label/label"]) == len(f["s1/index"])
+    # an accuracy experiment on a response model: refused when resolved (it crashed after the test)
+    refused = run_main("core-train", "--config", path, "--dry-run", "--set",
+                       "experiment={parameter: pixelnorm.scale, values: [255.0, 510.0]}")
+    assert refused.returncode == 2 and "config error at experiment: measures each label head's test accuracy, " \
+        "and this run's model predicts neural responses" in refused.stderr
     # resuming on data whose sessions now have other neuron counts: one clear error
     other = tmp_path / "other"
     assert run_main("core-data", "make-sessions", "--option", "sessions=2", "--option", "trials=400", "--option",
@@ -256,3 +261,6 @@ def test_pretrained_without_a_file_and_data_without_responses_are_refused():
     bare = DatasetMeta("d", (1, 8, 8), {"digit": 10}, {"train": 1})
     with pytest.raises(ValueError, match="dataset 'd' has no responses to predict"):
         SharedCoreReadout(bare, {"d": bare})
+    timed = DatasetMeta("s", (4, 1, 8, 8), {}, {"train": 1}, fields={"responses": ((3,), "float32")}, stim_axes="TCHW")
+    with pytest.raises(ValueError, match=r"so the model predicts \(T, neurons\), but dataset 's' has responses \(3,\)"):
+        SharedCoreReadout(timed, {"s": timed})  # a stimulus timing transform on per-trial sessions

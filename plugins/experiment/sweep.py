@@ -44,6 +44,10 @@ class ExperimentSweep(Analysis):
 
     def plan(self, resolved: ResolvedRun) -> None:
         """Check ``parameter`` against the run's transforms and build one transform per value."""
+        if getattr(resolved.model, "predicts_responses", False):
+            raise ConfigError("", "measures each label head's test accuracy, and this run's model predicts neural "
+                              "responses (it has no accuracy to sweep)", fix="remove the experiment section; compare "
+                              "response models with core-train sweep, or their predictions (core-train predict)")
         name, _, option = self.parameter.partition(".")
         listed = [step.name for step in resolved.steps]
         if not option or name not in listed:

@@ -103,6 +103,13 @@ class SharedCoreReadout(nn.Module):
             if "responses" not in m.fields:
                 raise ValueError(f"dataset '{name}' has no responses to predict (its fields: {list(m.fields) or 'none'})")
         self.loss, self.time = loss, meta.stim_axes.startswith("T")
+        for name, m in datasets.items():  # over time, a rate per time step and neuron: (T, neurons) responses
+            shape = tuple(m.fields["responses"][0])
+            if self.time and (len(shape) < 2 or shape[0] != meta.stim_shape[0]):
+                raise ValueError(f"the stimulus is over time ({meta.stim_axes} {tuple(meta.stim_shape)} after "
+                                 f"data.transforms), so the model predicts (T, neurons), but dataset '{name}' has "
+                                 f"responses {shape}: one per trial; remove the transform that adds the time axis "
+                                 "(a stimulus timing one), or use sessions recorded over time")
         if recurrent and not self.time:
             raise ValueError(f"recurrent needs stimuli over time (T, C, H, W); the data is {meta.stim_axes} {meta.stim_shape}")
         in_channels, height, width = meta.stim_shape[-3:]
