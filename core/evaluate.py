@@ -9,12 +9,13 @@ checkpoint callback kept). Weights load with ``weights_only=True``: a checkpoint
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import ConfigError
+from core.errors import ConfigError, short_repr
 from core.resolve import ResolvedRun
 
 
@@ -63,12 +64,14 @@ def recorded_best(checkpoints: Path) -> tuple[dict[str, Any], Path] | None:
     return None
 
 
-def load_weights(module: Any, path: Path) -> None:
-    """The checkpoint's weights into ``module``; a file that is not this run's checkpoint is a clear error."""
+def load_weights(module: Any, path: Path) -> dict[str, Any] | None:
+    """The checkpoint's weights into ``module``; a file that is not this run's checkpoint is a
+    clear error. Returns the config the checkpoint was trained with (None if it has none)."""
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        state = saved["state_dict"]
     except Exception as exc:  # noqa: BLE001 (truncated, empty, not a checkpoint: one message)
         raise ConfigError("--checkpoint", f"{path} is not a readable core-train checkpoint ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})",
@@ -84,6 +87,29 @@ def load_weights(module: Any, path: Path) -> None:
     if missing or unexpected:
         raise ConfigError("model", f"checkpoint {path} does not fit this run's model: missing {missing[:5]}, "
                           f"unexpected {unexpected[:5]}", fix="use the config the checkpoint was trained with")
+    config = saved.get("hyper_parameters", {}).get("config")
+    return config if isinstance(config, dict) else None
+
+
+# what an evaluation's result depends on beside the weights: the data as the model sees it, the model, the loss
+EVALUATED = ("data.format", "data.storage", "data.transforms", "datasets", "datasets_dir", "max_datasets", "model",
+             "loss_weights")
+
+
+def warn_if_trained_otherwise(trained: dict[str, Any] | None, config: RunConfig, path: Path) -> None:
+    """A warning when ``config`` evaluates the checkpoint on other data, transforms or model
+    options than it was trained with (e.g. a YAML edited since): the results follow ``config``."""
+    from core.resume import added, changed_keys
+
+    if trained is None:
+        return
+    changes = [change for change in changed_keys(trained, config.model_dump(mode="json"))
+               if change[0].startswith(EVALUATED) and not added(change)]
+    if changes:
+        listed = "; ".join(f"{key}: {short_repr(before)} -> {short_repr(now)}" for key, before, now in changes[:8])
+        logging.getLogger("core").warning(
+            f"checkpoint {path} was trained with another config ({listed}); these results are for the config given "
+            "now (the run's own is its config.yaml)")
 
 
 def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
@@ -115,7 +141,7 @@ def trained_modules(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None
 
     datamodule, module = build_modules(resolved, run_dir)
     path = checkpoint_path(run_dir, checkpoint)
-    load_weights(module, path)
+    warn_if_trained_otherwise(load_weights(module, path), resolved.config, path)
     return datamodule, module, path
 
 

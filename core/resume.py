@@ -77,7 +77,7 @@ def check_resume(checkpoint: dict[str, Any], config: RunConfig) -> list[tuple[st
     if not isinstance(saved, dict):
         return []  # a checkpoint of an older core-train: nothing to compare with
     changes = changed_keys(saved, config.model_dump(mode="json"))
-    refused = [c for c in changes if c[0].split(".")[0] in FIXED and c[0] not in HOW_HELD and not _added(c)]
+    refused = [c for c in changes if c[0].split(".")[0] in FIXED and c[0] not in HOW_HELD and not added(c)]
     if refused:
         lines = "\n    ".join(f"{key}: {short_repr(a)} -> {short_repr(b)}" for key, a, b in refused)
         raise ConfigError(refused[0][0], f"--resume continues the run as it was trained; these keys changed:\n    {lines}",
@@ -86,7 +86,7 @@ def check_resume(checkpoint: dict[str, Any], config: RunConfig) -> list[tuple[st
     return [c for c in changes if c[0] not in ("name", "output_dir")]
 
 
-def _added(change: tuple[str, Any, Any]) -> bool:
+def added(change: tuple[str, Any, Any]) -> bool:
     """A key the checkpoint's core-train did not have yet, at its default now: no change."""
     import pydantic
 

@@ -55,11 +55,16 @@ def test_test_and_validate_a_checkpoint_without_touching_the_runs_metrics(traine
     config, run_dir = trained
     before = (run_dir / "metrics.csv").read_text()
     assert core_train(["test", "--config", str(config)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "WARNING" not in err  # the run's own config
     assert "test/digit_acc" in out and "test/parity_acc" in out and "test/acc" in out and "test/digit_top5" in out
     assert "test/parity_top5" not in out and "test/digit_loss" in out
-    assert core_train(["validate", "--config", str(config), "--checkpoint", "last"]) == 0
-    assert "val/digit_acc" in capsys.readouterr().out
+    assert core_train(["validate", "--config", str(config), "--checkpoint", "last", "--set", "data.batch_size=64"]) == 0
+    out, err = capsys.readouterr()
+    assert "val/digit_acc" in out and "WARNING" not in err  # the batch size changes no result
+    # another model option or other data than trained with (a YAML edited since): said, not silent
+    assert core_train(["validate", "--config", str(config), "--set", "model.simple_cnn.dropout=0.3"]) == 0
+    assert "was trained with another config (model.simple_cnn.dropout: None -> 0.3)" in capsys.readouterr().err
     assert (run_dir / "metrics.csv").read_text() == before
 
 
