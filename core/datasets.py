@@ -58,6 +58,30 @@ def dataset_specs(config: RunConfig) -> list[DatasetSpec]:
     return specs
 
 
+def read_from_dir(config: RunConfig) -> list[dict[str, Any]] | None:
+    """What ``datasets_dir`` gives (each dataset's name and parts), kept in a run's checkpoints:
+    the config holds only the folder's name, whose files may change after training (sessions
+    swapped, added or removed). None without ``datasets_dir``."""
+    if config.datasets_dir is None:
+        return None
+    return [{"name": s.name, "format": s.format, "storage": s.storage, "transforms": s.transforms, "sampler": s.sampler}
+            for s in dataset_specs(config)]
+
+
+def dir_changes(trained: Any, config: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, then, now)`` for each dataset of ``datasets_dir`` that differs from what it gave
+    when the checkpoint was written (``trained``: its :func:`read_from_dir`; None: not known)."""
+    now = read_from_dir(config)
+    if not isinstance(trained, list) or now is None:
+        return []
+    from core.resume import changed_keys
+
+    then, here = {d["name"]: d for d in trained}, {d["name"]: d for d in now}
+    return [change for name in sorted(set(then) | set(here)) for change in
+            (changed_keys(then[name], here[name], f"datasets_dir ({name}).") if name in then and name in here
+             else [(f"datasets_dir ({name})", then.get(name), here.get(name))] if then.get(name) != here.get(name) else [])]
+
+
 def _read_dir(folder: Path) -> list[tuple[str, DatasetSection]]:
     if not folder.is_dir():
         raise ConfigError("datasets_dir", f"'{folder}' is not a folder", fix="point it at a folder of per-dataset YAML files")

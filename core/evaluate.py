@@ -64,9 +64,9 @@ def recorded_best(checkpoints: Path) -> tuple[dict[str, Any], Path] | None:
     return None
 
 
-def load_weights(module: Any, path: Path) -> dict[str, Any] | None:
+def load_weights(module: Any, path: Path) -> dict[str, Any]:
     """The checkpoint's weights into ``module``; a file that is not this run's checkpoint is a
-    clear error. Returns the config the checkpoint was trained with (None if it has none)."""
+    clear error. Returns what it records of its training (its hyperparameters: ``config``...)."""
     import torch
 
     try:
@@ -87,8 +87,7 @@ def load_weights(module: Any, path: Path) -> dict[str, Any] | None:
     if missing or unexpected:
         raise ConfigError("model", f"checkpoint {path} does not fit this run's model: missing {missing[:5]}, "
                           f"unexpected {unexpected[:5]}", fix="use the config the checkpoint was trained with")
-    config = saved.get("hyper_parameters", {}).get("config")
-    return config if isinstance(config, dict) else None
+    return saved.get("hyper_parameters") or {}
 
 
 # what an evaluation's result depends on beside the weights: the data as the model sees it, the model, the loss
@@ -96,15 +95,18 @@ EVALUATED = ("data.format", "data.storage", "data.transforms", "datasets", "data
              "loss_weights")
 
 
-def warn_if_trained_otherwise(trained: dict[str, Any] | None, config: RunConfig, path: Path) -> None:
+def warn_if_trained_otherwise(trained: dict[str, Any], config: RunConfig, path: Path) -> None:
     """A warning when ``config`` evaluates the checkpoint on other data, transforms or model
-    options than it was trained with (e.g. a YAML edited since): the results follow ``config``."""
+    options than it was trained with (``trained``: its hyperparameters), e.g. a YAML or a
+    ``datasets_dir`` edited since: the results follow ``config``."""
+    from core.datasets import dir_changes
     from core.resume import added, changed_keys
 
-    if trained is None:
+    if not isinstance(trained.get("config"), dict):
         return
-    changes = [change for change in changed_keys(trained, config.model_dump(mode="json"))
+    changes = [change for change in changed_keys(trained["config"], config.model_dump(mode="json"))
                if change[0].startswith(EVALUATED) and not added(change)]
+    changes += dir_changes(trained.get("datasets_read"), config)
     if changes:
         listed = "; ".join(f"{key}: {short_repr(before)} -> {short_repr(now)}" for key, before, now in changes[:8])
         logging.getLogger("core").warning(

@@ -77,14 +77,14 @@ class MultiHeadClassifier(lightning.LightningModule):
 
     def __init__(self, model: torch.nn.Module | None = None, heads: dict[str, int] | None = None,
                  loss_weights: dict[str, float] | None = None, optim: OptimSection | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, datasets_read: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
         if model is None:
             if config is None:
                 raise TypeError("MultiHeadClassifier needs a model and its heads, or a run's config")
             model, heads, loss_weights, optim = _parts_of(config)
         if config is not None:
-            self.save_hyperparameters({"config": config})
+            self.save_hyperparameters({"config": config, "datasets_read": datasets_read})  # core.datasets.read_from_dir
         heads, loss_weights, optim = heads or {}, loss_weights or {}, optim or OptimSection()
         self.model = model
         self.heads = dict(heads)

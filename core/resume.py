@@ -73,11 +73,15 @@ def check_resume(checkpoint: dict[str, Any], config: RunConfig) -> list[tuple[st
         raise ConfigError("trainer.max_epochs", f"--resume continues a run whose checkpoint is at epoch {epoch}, "
                           f"past max_epochs {limit}", fix=f"resume with max_epochs {epoch} or more, or evaluate the run "
                           "as it is (core-train test --config ...)")
-    saved = checkpoint.get("hyper_parameters", {}).get("config")
+    from core.datasets import dir_changes
+
+    trained = checkpoint.get("hyper_parameters", {})
+    saved = trained.get("config")
     if not isinstance(saved, dict):
         return []  # a checkpoint of an older core-train: nothing to compare with
     changes = changed_keys(saved, config.model_dump(mode="json"))
     refused = [c for c in changes if c[0].split(".")[0] in FIXED and c[0] not in HOW_HELD and not added(c)]
+    refused += dir_changes(trained.get("datasets_read"), config)
     if refused:
         lines = "\n    ".join(f"{key}: {short_repr(a)} -> {short_repr(b)}" for key, a, b in refused)
         raise ConfigError(refused[0][0], f"--resume continues the run as it was trained; these keys changed:\n    {lines}",

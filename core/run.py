@@ -147,6 +147,7 @@ class CheckMonitors(Callback):
 def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[Any, Any]:
     """The run's LightningDataModule and LightningModule; ``run_dir`` keeps what transforms learn."""
     from core.compiling import apply_compile
+    from core.datasets import read_from_dir
     from core.data import CoreDataModule, DatasetParts
     from core.module import MultiHeadClassifier
     from core.shared_memory import sharing_of
@@ -159,7 +160,7 @@ def build_modules(resolved: ResolvedRun, run_dir: Path | None = None) -> tuple[A
     datamodule.sharing, datamodule.shard = sharing_of(resolved), config.data.shard
     model = apply_compile(resolved.model, config.compile)
     module = MultiHeadClassifier(model, resolved.heads, resolved.loss_weights, config.optim,
-                                 config=config.model_dump(mode="json"))
+                                 config=config.model_dump(mode="json"), datasets_read=read_from_dir(config))
     return datamodule, module
 
 

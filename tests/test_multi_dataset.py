@@ -49,6 +49,25 @@ def test_a_datasets_dir_and_max_datasets(tmp_path):
         dataset_specs(config(datasets_dir=str(tmp_path)))
 
 
+def test_a_datasets_dir_changed_after_training_is_refused_on_resume_and_said_on_evaluation(tmp_path, caplog):
+    from core.datasets import read_from_dir
+    from core.evaluate import warn_if_trained_otherwise
+    from core.resume import check_resume
+
+    for name, size in (("s1", 8), ("s2", 16)):
+        (tmp_path / f"{name}.yaml").write_text(f"format: {{digits: {{image_size: {size}}}}}\n")
+    run = config(datasets_dir=str(tmp_path))
+    trained = {"config": run.model_dump(mode="json"), "datasets_read": read_from_dir(run)}
+    assert check_resume({"hyper_parameters": trained}, run) == []
+    (tmp_path / "s1.yaml").write_text("format: {digits: {image_size: 16}}\n")  # sessions swapped, one added
+    (tmp_path / "s3.yaml").write_text("format: digits\n")
+    with pytest.raises(ConfigError, match=r"(?s)config error at datasets_dir \(s1\).format.digits.image_size: --resume "
+                                          r"continues the run as it was trained.*: 8 -> 16\n.*datasets_dir \(s3\): None ->"):
+        check_resume({"hyper_parameters": trained}, run)
+    warn_if_trained_otherwise(trained, run, tmp_path / "best.ckpt")
+    assert "was trained with another config (datasets_dir (s1).format.digits.image_size: 8 -> 16; " in caplog.text
+
+
 def test_two_datasets_with_one_name_and_data_named_twice_are_errors():
     with pytest.raises(ConfigError, match=r"datasets.1.name: dataset name 'a' is also used by datasets.0"):
         dataset_specs(config(datasets=[{"name": "a", "format": "digits"}, {"name": "a", "format": "digits"}]))
