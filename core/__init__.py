@@ -32,6 +32,7 @@ from core.kinds import (
     Stream,
     Transform,
     layouts,
+    weights_restored,
 )
 
 hookimpl = pluggy.HookimplMarker("core")
@@ -74,4 +75,5 @@ __all__ = [
     "Transform",
     "hookimpl",
     "load_run",
+    "weights_restored",
 ]

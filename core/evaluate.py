@@ -130,8 +130,11 @@ def load_run(run_dir: str | Path, checkpoint: str | None = "best") -> LoadedRun:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError("", f"{run_dir} holds no config.yaml", fix="pass a run directory, e.g. runs/quickstart")
+    from core.kinds import restoring
+
     config = load_config(run_dir / "config.yaml")
-    resolved = resolve(config, Registry.of_run(config))
+    with restoring():
+        resolved = resolve(config, Registry.of_run(config))
     datamodule, module, path = trained_modules(resolved, run_dir, checkpoint)
     return LoadedRun(config, resolved, module.eval(), datamodule, path)
 

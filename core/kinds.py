@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from core.errors import ConfigError, DataError
@@ -455,3 +457,24 @@ class Model(Protocol):
     """
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]: ...
+
+
+_RESTORED: ContextVar[bool] = ContextVar("core_weights_restored", default=False)
+
+
+def weights_restored() -> bool:
+    """True while a model is built whose weights then all come from its run's own checkpoint
+    (``--resume``, ``validate``, ``test``, ``predict``, ``experiment``, :func:`core.load_run`):
+    a ``pretrained:`` load would be replaced, and its file may be gone since training."""
+    return _RESTORED.get()
+
+
+@contextmanager
+def restoring(restored: bool = True) -> Iterator[None]:
+    """Models built in this block get their weights from a checkpoint afterwards (:func:`weights_restored`)."""
+    token = _RESTORED.set(restored)
+    try:
+        yield
+    finally:
+        _RESTORED.reset(token)
+

@@ -339,6 +339,9 @@ def _parts_of(config: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, int], 
     from core.registry import Registry
     from core.resolve import resolve
 
+    from core.kinds import restoring
+
     run = parse_config(config)
-    resolved = resolve(run, Registry.of_run(run))
+    with restoring():  # load_from_checkpoint: the checkpoint's weights follow
+        resolved = resolve(run, Registry.of_run(run))
     return resolved.model, resolved.heads, resolved.loss_weights, run.optim

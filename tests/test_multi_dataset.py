@@ -277,6 +277,10 @@ def test_pretrained_without_a_file_and_data_without_responses_are_refused():
     meta = DatasetMeta("s", (1, 8, 8), {}, {"train": 1}, fields={"responses": ((3,), "float32")})
     with pytest.raises(ValueError, match="pretrained: no checkpoint at nowhere.ckpt"):
         SharedCoreReadout(meta, {"s": meta}, pretrained="nowhere.ckpt")
+    from core.kinds import restoring
+
+    with restoring():  # resumed or evaluated: its own checkpoint's weights follow; the file may be gone
+        SharedCoreReadout(meta, {"s": meta}, pretrained="nowhere.ckpt")
     bare = DatasetMeta("d", (1, 8, 8), {"digit": 10}, {"train": 1})
     with pytest.raises(ValueError, match="dataset 'd' has no responses to predict"):
         SharedCoreReadout(bare, {"d": bare})

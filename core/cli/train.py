@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(commands).parse_args(argv)
     command = _command(args.command, commands, registry)
     _check_flags(args, commands)
+    args.restores = args.resume or args.command in _evaluators(commands)  # weights from the run's checkpoint
     if command is not None:
         return command.run(args, config, registry)
     return _run(args, config, registry)
@@ -169,7 +170,10 @@ def prepare(args: argparse.Namespace, config: RunConfig, registry: Registry) -> 
         import lightning
 
         lightning.seed_everything(config.seed, workers=True, verbose=False)
-    resolved = resolve(config, registry)
+    from core.kinds import restoring
+
+    with restoring(getattr(args, "restores", False)):
+        resolved = resolve(config, registry)
     if args.dry_run:
         from core.report import print_dry_run
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core import weights_restored
+
 log = logging.getLogger("core")
 SHOWN = 6  # the most keys a report lists per kind (the counts are always complete)
 EXAMPLE = "runs/<name>/checkpoints/best.ckpt"
@@ -81,12 +83,17 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
 def load_pretrained(model: nn.Module, path: str, prefixes: Sequence[str] = ("",), required: str = "",
                     what: str = "tensors") -> PretrainedReport:
     """Load into ``model`` the tensors of the checkpoint at ``path`` whose keys start with one of
-    ``prefixes`` and whose shapes match; log and return the report.
+    ``prefixes`` and whose shapes match; log and return the report. While the run's own
+    checkpoint gives every weight next (:func:`core.weights_restored`: a resume, an evaluation)
+    nothing is read, and the report is empty: a fine-tuned run stays usable once the
+    checkpoint it started from is deleted.
 
     A checkpoint that matches no tensor under ``required`` (scalars such as batch norm's step
     counter do not count) is another model's: a ValueError says so. ``what`` names the loaded
     tensors in the report (``"core tensors"``).
     """
+    if weights_restored():  # the run's own checkpoint gives every weight next: the file may be gone since
+        return PretrainedReport(path=path, what=what, total=0, matched=[], missing=[], unexpected=[], mismatched=[])
     found = read_weights(path)
     own = {k: v for k, v in model.state_dict().items() if k.startswith(tuple(prefixes))}
     loaded = {k: found[k] for k in own if k in found and found[k].shape == own[k].shape}
