@@ -111,6 +111,10 @@ def test_a_sweep_refuses_the_flags_of_a_single_run(capsys, write_config):
     for flag in ("--resume", "--overwrite"):
         assert train_cli.main(["sweep", "--config", path, "--grid", "optim.lr=1e-3,3e-3", flag]) == 2
         assert f"config error at {flag}: core-train sweep does not take {flag}" in capsys.readouterr().err
+    # the sweep's own flag with the sweep not loaded: the plugin is named, not argparse's usage block
+    disabled = ["--set", "plugins.disable=[sweep]", "--grid", "optim.lr=1e-3,3e-3"]
+    assert train_cli.main(["sweep", "--config", path, *disabled]) == 2
+    assert "plugin 'sweep' (core-train 0.1.0) is disabled by plugins.disable" in capsys.readouterr().err
 
 
 def test_evaluations_refuse_training_flags_and_predict_s_flags_go_with_predict(capsys, write_config, tmp_path):

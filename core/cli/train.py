@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     config, registry = _load(argv)
     commands = _commands(registry)
-    args = parser(commands).parse_args(argv)
-    command = _command(args.command, commands, registry)
+    flags = parser(commands)
+    args, unknown = flags.parse_known_args(argv)
+    command = _command(args.command, commands, registry)  # first: a flag of a command not loaded is named with it
+    if unknown:
+        flags.error(f"unrecognized arguments: {' '.join(unknown)}")
     _check_flags(args, commands)
     args.restores = args.resume or args.command in _evaluators(commands)  # weights from the run's checkpoint
     if command is not None:
