@@ -151,6 +151,14 @@ def test_a_monitor_typo_is_refused_before_the_first_epoch_trains(tmp_path, regis
     fit(tmp_path, registry, logging=[], trainer=trainer, checkpoint={"monitor": "val/acc_best", "mode": "max"})
 
 
+def test_mlflow_values_it_refuses_are_one_message_at_the_logger_s_path(tmp_path, registry):
+    pytest.importorskip("mlflow")
+    for options, message in (({"tracking_uri": "bogus://x"}, "MLflow refuses tracking_uri 'bogus://x'"),
+                             ({"experiment_name": " "}, "experiment_name is empty")):
+        with pytest.raises(ConfigError, match=f"config error at logging.1.mlflow: logger 'mlflow': {message}"):
+            fit(tmp_path, registry, logging=["csv", {"mlflow": options}])  # tracebacks from MLflow before
+
+
 def test_tensorboard_writes_into_the_run_directory_whatever_its_name(tmp_path, registry, monkeypatch):
     monkeypatch.setenv("CORE_TEST_ELSEWHERE", str(tmp_path / "elsewhere"))
     fit(tmp_path, registry, name="$CORE_TEST_ELSEWHERE", logging=["tensorboard"], trainer={**TRAINER, "max_epochs": 1})

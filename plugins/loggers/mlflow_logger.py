@@ -37,17 +37,16 @@ def mlflow(
     creates the experiment (by default MLflow's place for the tracking store)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
+    if not experiment_name.strip():
+        raise ValueError("experiment_name is empty; name the MLflow experiment (default core-train)")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"file:{Path(run_dir).resolve() / 'mlruns'}"
     if urlparse(uri).scheme in ("", "file"):
         # MLflow 3.x keeps the file store only behind this switch (its default is now a database);
         # the run directory's own store needs no server and no database
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return MLFlowLogger(
-        experiment_name=experiment_name,
-        run_name=Path(run_dir).name,
-        tracking_uri=uri,
-        tags=dict(tags) if tags else None,
-        log_model=log_model,
-        run_id=run_id,
-        artifact_location=artifact_location,
-    )
+    try:
+        return MLFlowLogger(experiment_name=experiment_name, run_name=Path(run_dir).name, tracking_uri=uri,
+                            tags=dict(tags) if tags else None, log_model=log_model, run_id=run_id,
+                            artifact_location=artifact_location)
+    except Exception as exc:  # noqa: BLE001 (MLflow's own exception types: one message at this logger's YAML path)
+        raise ValueError(f"MLflow refuses tracking_uri {uri!r}: {type(exc).__name__}: {exc}") from None
