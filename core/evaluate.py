@@ -4,7 +4,7 @@ notebook API), and what the ``predict`` plugin builds on (:func:`checkpoint_path
 
 A checkpoint is named by path, or as ``best`` / ``last`` of the run directory (``best``:
 ``checkpoints/best.ckpt``, or with ``checkpoint.save_top_k > 1`` the best of those the
-checkpoint callback kept). Weights load with ``weights_only=True``: a checkpoint runs no code.
+checkpoint callback kept; for a run without validation, which chose none, ``last.ckpt``). Weights load with ``weights_only=True``: a checkpoint runs no code.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def checkpoint_path(run_dir: Path, checkpoint: str | None) -> Path:
     elif name == "best":  # the recorded best (a best.ckpt can be stale after save_top_k grew), else best.ckpt
         recorded = recorded_best(folder)
         path = recorded[1] if recorded and recorded[1].is_file() else folder / "best.ckpt"
+        if not path.is_file() and recorded is None and (folder / "last.ckpt").is_file():
+            path = folder / "last.ckpt"  # a run without validation chose no best: its final weights, as its test had
     else:
         path = folder / "last.ckpt"
     if not path.is_file():

@@ -199,3 +199,17 @@ def test_grid_values_may_be_lists_and_mappings_and_the_sweep_s_own_keys_are_refu
     for key in ("name", "output_dir"):
         with pytest.raises(ConfigError, match=f"config error at --grid: '{key}' is set by the sweep"):
             parse_grid([f"{key}=a,b"])
+
+
+def test_a_run_without_validation_is_evaluated_on_its_final_weights(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(textwrap.dedent(RUN.format(out=tmp_path / "runs")).replace("max_epochs: 3", "max_epochs: 1, "
+                                                                                 "limit_val_batches: 0"))
+    assert core_train(["--config", str(config)]) == 0
+    trained = capsys.readouterr().out
+    assert "best epoch: none" in trained  # no validation: nothing chosen, the final weights tested
+    assert core_train(["test", "--config", str(config)]) == 0  # "no checkpoint at .../best.ckpt" before
+    out = capsys.readouterr().out
+    assert "checkpoints/last.ckpt" in out
+    line = next(l for l in out.splitlines() if l.startswith("test/digit_acc"))
+    assert line in trained
