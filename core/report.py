@@ -39,9 +39,11 @@ def print_dry_run(resolved: ResolvedRun, console: Console | None = None) -> None
     console.print("dry run: every component resolved and validated; no data loaded")
 
 
-def print_test_results(results: dict[str, float], run_dir: Path, console: Console | None = None) -> None:
+def print_test_results(results: dict[str, float], run_dir: Path, console: Console | None = None,
+                       ordered: bool = False) -> None:
+    """``key = value`` lines, sorted by key unless ``ordered`` (the results' own order: an experiment's values)."""
     console = console or make_console()
-    for key, value in sorted(results.items()):
+    for key, value in results.items() if ordered else sorted(results.items()):
         console.print(f"{key} = {value:.4f}")
     console.print(f"run directory: {run_dir}")
 

@@ -51,5 +51,5 @@ class Experiment(Command):
         run_dir = run_dir_of(config)
         datamodule, module, checkpoint = trained_modules(resolved, run_dir, args.checkpoint)
         print(f"checkpoint: {checkpoint}")
-        print_test_results(sweep.run(module, datamodule, run_dir, config.trainer), run_dir)
+        print_test_results(sweep.run(module, datamodule, run_dir, config.trainer), run_dir, ordered=True)  # 8 before 16
         return 0
