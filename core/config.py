@@ -379,7 +379,11 @@ def _to_config_error(exc: pydantic.ValidationError) -> ConfigError:
         return unknown_key(path, loc[-1], list(section.model_fields) if section else [])
     if err["type"] == "missing":
         return ConfigError(path, "is required but missing", fix="add it (see docs/config.md)")
-    return ConfigError(path, f"{short_repr(err.get('input'))} is not valid: {err['msg']}", fix=FIXES.get(path))
+    value = err.get("input")
+    fix = FIXES.get(path)
+    if err["type"] == "string_type" and isinstance(value, (int, float, bool)):  # YAML read 123, 1e3 or yes as such
+        fix = fix or f"write it in quotes to keep it as text: {loc[-1]}: '{value}'"
+    return ConfigError(path, f"{short_repr(value)} is not valid: {err['msg']}", fix=fix)
 
 
 def unknown_key(path: str, key: str, known: list[str], *notes: str) -> ConfigError:

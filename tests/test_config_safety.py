@@ -231,6 +231,12 @@ def test_seed_out_of_range(capsys, write_config, seed, expected):
           "fix: use a seed from 0 to 4294967295")
 
 
+def test_a_name_yaml_reads_as_a_number_says_to_quote_it():
+    with pytest.raises(ConfigError, match="config error at name: 123 is not valid: Input should be a valid string\n"
+                                          "  fix: write it in quotes to keep it as text: name: '123'"):
+        parse_config({**MINIMAL, "name": 123})
+
+
 def test_seed_bounds_are_accepted():
     assert parse_config({**MINIMAL, "seed": 2**32 - 1}).seed == 2**32 - 1
     assert parse_config({**MINIMAL, "seed": 0}).seed == 0
