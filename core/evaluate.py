@@ -171,8 +171,18 @@ EVALUATION_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision
                    "deterministic", "plugins")
 
 
+def check_split(resolved: ResolvedRun, split: str, flag: str) -> None:
+    """A split without samples (e.g. ``val_fraction: 0``) is a config error, not an evaluation
+    that prints nothing (or a file without samples) and exits 0."""
+    if not any(d.meta.split_sizes.get(split, 0) for d in resolved.datasets):
+        sizes = ", ".join(str(d.meta.split_sizes) for d in resolved.datasets)
+        raise ConfigError(flag, f"the run's data has no {split} samples ({sizes})",
+                          fix="evaluate a split that has samples (core-train test, or predict --split test)")
+
+
 def evaluate(resolved: ResolvedRun, stage: str, run_dir: Path, checkpoint: str | None) -> dict[str, float]:
     """``validate`` or ``test`` a checkpoint; the stage's metrics."""
+    check_split(resolved, "val" if stage == "validate" else "test", "command")
     datamodule, module, _ = trained_modules(resolved, run_dir, checkpoint)
     trainer = evaluator(resolved)
     results = getattr(trainer, stage)(module, datamodule=datamodule, verbose=False)

@@ -338,3 +338,20 @@ def test_make_sessions_with_bad_options_or_an_output_under_a_file_is_a_message(t
         HDF5Tool().make_sessions(tmp_path / "file" / "out", sessions=1, trials=10, size=8, neurons=2)
     with pytest.raises(DataError, match="cannot write the session to .*file/x: .*file is a file, not a folder"):
         HDF5Tool().write(Digits(), tmp_path / "file" / "x" / "d.h5")
+
+
+def test_evaluating_a_split_without_samples_is_refused(tmp_path):
+    from core import ConfigError
+    from core.config import parse_config
+    from core.evaluate import check_split
+    from core.registry import Registry
+    from core.resolve import resolve
+
+    write_session(tmp_path / "s.h5", n=40)
+    config = parse_config({"name": "noval", "model": "simple_cnn", "data": {
+        "format": {"hdf5": {"paths": str(tmp_path / "s.h5"), "val_fraction": 0.0}}, "transforms": ["pixelnorm"]}})
+    resolved = resolve(config, Registry.load())
+    check_split(resolved, "test", "command")
+    with pytest.raises(ConfigError, match=r"config error at --split: the run's data has no val samples \(\{'train': 36, "
+                                          r"'val': 0, 'test': 4\}\)"):
+        check_split(resolved, "val", "--split")  # validate printed nothing, predict wrote an empty file: exit 0

@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from core.errors import ConfigError, did_you_mean
-from core.evaluate import evaluator, trained_modules
+from core.evaluate import check_split, evaluator, trained_modules
 from core.kinds import wrappers
 from core.resolve import ResolvedRun
 
@@ -178,6 +178,7 @@ def _append(group: Any, key: str, value: torch.Tensor | np.ndarray) -> None:
 def predict(resolved: ResolvedRun, run_dir: Path, checkpoint: str | None, split: str, record: list[str],
             output: Path | None) -> Path:
     """Write every sample's outputs on ``split`` (and the ``record``ed activations) to HDF5."""
+    check_split(resolved, split, "--split")
     datamodule, module, path = trained_modules(resolved, run_dir, checkpoint)
     datamodule.predict_split = split
     recorder = ActivationRecorder(module.model, record) if record else None
