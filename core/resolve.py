@@ -144,9 +144,11 @@ class Checked:
 
 
 def check(registry: Registry, kind: str, spec: Any, path: str) -> Checked:
-    """Resolve a component's name and validate its options against the factory's signature."""
+    """Resolve a component's name and validate its options against the factory's signature.
+    Its options' errors point under its name also when it is written bare (``format: cifar10``
+    missing ``root`` is at ``data.format.cifar10.root``: where the option is to be written)."""
     name, options = component(spec, path)
-    return check_named(registry, kind, name, options, path, f"{path}.{name}" if isinstance(spec, dict) else path)
+    return check_named(registry, kind, name, options, path, f"{path}.{name}")
 
 
 def check_named(registry: Registry, kind: str, name: str, options: dict[str, Any], path: str, options_path: str) -> Checked:

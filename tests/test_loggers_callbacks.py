@@ -246,7 +246,7 @@ def test_defaults_are_listed_and_an_unavailable_default_logger_is_skipped(tmp_pa
     ({"callbacks": [{"lr_monitor": {"logging_interval": "batch"}}]},
      "config error at callbacks.0.lr_monitor.logging_interval: 'batch' is not valid"),
     ({"callbacks": ["stochastic_weight_averaging"]},
-     "config error at callbacks.0.swa_lrs: callback 'stochastic_weight_averaging' needs option 'swa_lrs'"),
+     "config error at callbacks.0.stochastic_weight_averaging.swa_lrs: callback 'stochastic_weight_averaging' needs option 'swa_lrs'"),
     ({"callbacks": [{"stochastic_weight_averaging": {"swa_lrs": -1}}]},
      "config error at callbacks.0.stochastic_weight_averaging: callback 'stochastic_weight_averaging': "),
     ({"callbacks": [{"heartbeat": {"every_n_batches": 0}}]},
