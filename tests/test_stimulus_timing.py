@@ -86,7 +86,7 @@ def resolved(*transforms, model="recurrent_cnn", **extra):
 def test_a_time_axis_before_a_transform_that_expects_none_is_a_config_error():
     with pytest.raises(ConfigError, match="data.transforms.2: transform 'stimulus_duration' .* builds the time axis, but the stim already has one"):
         resolved("pixelnorm", "repeat", "stimulus_duration")
-    with pytest.raises(ConfigError, match="config error at model: model 'simple_cnn': simple_cnn takes images \\(C, H, W\\)"):
+    with pytest.raises(ConfigError, match="config error at model.simple_cnn: model 'simple_cnn': simple_cnn takes images \\(C, H, W\\)"):
         resolved("pixelnorm", "repeat", model="simple_cnn")
     with pytest.raises(ConfigError, match="recurrent_cnn takes presentations over time"):
         resolved("pixelnorm")
