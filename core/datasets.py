@@ -77,9 +77,13 @@ def dir_changes(trained: Any, config: RunConfig) -> list[tuple[str, Any, Any]]:
     from core.resume import changed_keys
 
     then, here = {d["name"]: d for d in trained}, {d["name"]: d for d in now}
-    return [change for name in sorted(set(then) | set(here)) for change in
-            (changed_keys(then[name], here[name], f"datasets_dir ({name}).") if name in then and name in here
-             else [(f"datasets_dir ({name})", then.get(name), here.get(name))] if then.get(name) != here.get(name) else [])]
+    changes: list[tuple[str, Any, Any]] = []
+    for name in sorted(set(then) | set(here)):
+        if name in then and name in here:  # the dataset's parts that changed
+            changes += changed_keys(then[name], here[name], f"datasets_dir ({name}).")
+        else:  # added or removed
+            changes.append((f"datasets_dir ({name})", then.get(name), here.get(name)))
+    return changes
 
 
 def _read_dir(folder: Path) -> list[tuple[str, DatasetSection]]:

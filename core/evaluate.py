@@ -4,7 +4,8 @@ notebook API), and what the ``predict`` plugin builds on (:func:`checkpoint_path
 
 A checkpoint is named by path, or as ``best`` / ``last`` of the run directory (``best``:
 ``checkpoints/best.ckpt``, or with ``checkpoint.save_top_k > 1`` the best of those the
-checkpoint callback kept; for a run without validation, which chose none, ``last.ckpt``). Weights load with ``weights_only=True``: a checkpoint runs no code.
+checkpoint callback kept; for a run without validation, which chose none, ``last.ckpt``).
+Weights load with ``weights_only=True``: a checkpoint runs no code.
 """
 
 from __future__ import annotations

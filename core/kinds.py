@@ -477,4 +477,3 @@ def restoring(restored: bool = True) -> Iterator[None]:
         yield
     finally:
         _RESTORED.reset(token)
-

@@ -336,10 +336,9 @@ class MultiHeadClassifier(lightning.LightningModule):
 def _parts_of(config: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, int], dict[str, float], OptimSection]:
     """A run's model, heads, loss weights and optimiser settings, rebuilt from its config."""
     from core.config import parse_config
+    from core.kinds import restoring
     from core.registry import Registry
     from core.resolve import resolve
-
-    from core.kinds import restoring
 
     run = parse_config(config)
     with restoring():  # load_from_checkpoint: the checkpoint's weights follow
